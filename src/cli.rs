@@ -1,0 +1,128 @@
+//! The command line: parsing only. `commands/*` wire these values to operations.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeos-spark",
+    version,
+    about = "Take a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: CommandName,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Machine to act on: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
+    #[arg(
+        long = "host",
+        global = true,
+        value_name = "TARGET",
+        default_value = "local"
+    )]
+    pub hosts: Vec<String>,
+
+    /// Print one JSON document on stdout instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Run the read-only checks and print the plan; change nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Never prompt; answer yes
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+
+    /// Only errors and actionable warnings on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Show what is done and why
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// No progress bars (one line per file instead)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// Record an unknown SSH host key in known_hosts instead of refusing (never a changed one)
+    #[arg(long, global = true)]
+    pub accept_new_host_key: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommandName {
+    /// Check GPU, driver, Docker, Compose, NVIDIA runtime, disk and port
+    Doctor(DoctorArgs),
+    /// Write the Dockerfile and docker-compose.yml for the host's profile
+    Compose(NotYet),
+    /// Build and start ComfyUI, then wait until it answers
+    Up(NotYet),
+    /// Stop ComfyUI (models and data stay)
+    Down(NotYet),
+    /// ComfyUI's version, device, memory and queue on each host
+    Status(NotYet),
+    /// Fetch, verify and list model files
+    Models(NotYet),
+    /// Install, list and verify custom nodes at pinned commits
+    Nodes(NotYet),
+    /// Back up, restore and transfer workflows
+    Workflows(NotYet),
+    /// Write ~/CONNECTION_INFO.txt on the host
+    ConnectionInfo(NotYet),
+    /// Edit Life-OS's .env file
+    Env(NotYet),
+    /// Everything, in order, idempotent
+    Setup(NotYet),
+    /// Move an RTX PC's setup to a Spark
+    Migrate(NotYet),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Deployment root on the host
+    #[arg(long, default_value = crate::defaults::ROOT)]
+    pub root: String,
+
+    /// Port ComfyUI will listen on
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
+
+    /// Also run `nvidia-smi` in IMAGE with `docker run --rm --gpus all`
+    #[arg(long, value_name = "IMAGE")]
+    pub gpu_smoke: Option<String>,
+}
+
+/// Arguments of a command that later work fills in; accepted so the answer is "not
+/// implemented yet", not a usage error.
+#[derive(Debug, Args)]
+pub struct NotYet {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+impl CommandName {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandName::Doctor(_) => "doctor",
+            CommandName::Compose(_) => "compose",
+            CommandName::Up(_) => "up",
+            CommandName::Down(_) => "down",
+            CommandName::Status(_) => "status",
+            CommandName::Models(_) => "models",
+            CommandName::Nodes(_) => "nodes",
+            CommandName::Workflows(_) => "workflows",
+            CommandName::ConnectionInfo(_) => "connection-info",
+            CommandName::Env(_) => "env",
+            CommandName::Setup(_) => "setup",
+            CommandName::Migrate(_) => "migrate",
+        }
+    }
+}

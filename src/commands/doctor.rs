@@ -1,0 +1,27 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Context;
+use crate::cli::DoctorArgs;
+use crate::doctor::{self, DoctorOptions};
+
+pub fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
+    let host = ctx.host()?;
+    let opts = DoctorOptions {
+        root: args.root,
+        port: args.port,
+        gpu_smoke: args.gpu_smoke,
+    };
+    let report = doctor::run(host.as_ref(), &opts)?;
+    if ctx.printer.json {
+        ctx.printer.json_doc(&report)?;
+    } else {
+        ctx.printer.data(&doctor::render(&report, &ctx.printer));
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,59 @@
+//! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
+
+mod doctor;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Cli, CommandName, GlobalArgs};
+use crate::host::{self, Host, SshOptions};
+use crate::ui::{Printer, UsageError, Verbosity};
+
+/// What every command gets: how to print, and where to act.
+pub struct Context {
+    pub printer: Printer,
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    pub fn new(global: GlobalArgs) -> Context {
+        let verbosity = match (global.quiet, global.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        };
+        Context {
+            printer: Printer::new(verbosity, global.json, global.no_progress),
+            global,
+        }
+    }
+
+    /// The one host this command acts on (several `--host` are for `status` only).
+    pub fn host(&self) -> Result<Box<dyn Host>> {
+        let [target] = self.global.hosts.as_slice() else {
+            bail!(UsageError(
+                "this command acts on one host; give `--host` once".to_string()
+            ));
+        };
+        self.printer.debug(format!("connecting to `{target}`"));
+        host::connect(target, &self.ssh_options())
+    }
+
+    pub fn ssh_options(&self) -> SshOptions {
+        SshOptions {
+            accept_new_host_key: self.global.accept_new_host_key,
+            home: None,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
+    let name = cli.command.name();
+    let ctx = Context::new(cli.global);
+    let result = match cli.command {
+        CommandName::Doctor(args) => doctor::run(&ctx, args),
+        _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
+    };
+    (ctx.printer, result)
+}

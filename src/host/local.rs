@@ -1,0 +1,206 @@
+//! The machine the tool runs on.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::{temp_sibling, Command, FileStat, Host, Output, RandomWrite};
+
+#[derive(Debug, Default)]
+pub struct LocalHost;
+
+impl LocalHost {
+    pub fn new() -> Self {
+        LocalHost
+    }
+}
+
+impl Host for LocalHost {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    fn run(&self, cmd: &Command) -> Result<Output> {
+        let child = std::process::Command::new(&cmd.program)
+            .args(&cmd.args)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            // Report a missing program as a shell would (127), as it is over SSH.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Output {
+                    status: Some(127),
+                    stdout: Vec::new(),
+                    stderr: format!("{}: command not found\n", cmd.program).into_bytes(),
+                })
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot start `{}`", cmd.program)),
+        };
+        // Feed stdin and drain both pipes on their own threads so no pipe fills and blocks.
+        let stdin = child.stdin.take().zip(cmd.stdin.clone());
+        let feeder = stdin.map(|(mut pipe, data)| thread::spawn(move || pipe.write_all(&data)));
+        let mut out_pipe = child.stdout.take().expect("piped stdout");
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let out_reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            out_pipe.read_to_end(&mut buf).map(|_| buf)
+        });
+        let err_reader = thread::spawn(move || {
+            let mut buf = Vec::new();
+            err_pipe.read_to_end(&mut buf).map(|_| buf)
+        });
+        let status = wait_with_timeout(&mut child, cmd.timeout)?;
+        if let Some(feeder) = feeder {
+            // A command that exits without reading its stdin gives EPIPE: not our failure.
+            let _ = feeder.join();
+        }
+        let stdout = out_reader.join().expect("stdout reader")?;
+        let stderr = err_reader.join().expect("stderr reader")?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn read_opt(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+        }
+    }
+
+    fn stat(&self, path: &Path) -> Result<Option<FileStat>> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(FileStat {
+                size: m.len(),
+                mtime: m.mtime(),
+                mode: m.mode() & 0o7777,
+                is_dir: m.is_dir(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot stat `{}`", path.display())),
+        }
+    }
+
+    fn mkdir_p(&self, path: &Path) -> Result<()> {
+        fs::create_dir_all(path).with_context(|| format!("cannot create `{}`", path.display()))
+    }
+
+    fn write_atomic(&self, path: &Path, data: &[u8], mode: Option<u32>) -> Result<()> {
+        let mode = match mode {
+            Some(m) => m,
+            None => self.stat(path)?.map_or(0o644, |s| s.mode),
+        };
+        let tmp = temp_sibling(path)?;
+        let result = (|| -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(data)?;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            // The rename is durable only once the folder itself is synced.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.with_context(|| format!("cannot write `{}`", path.display()))
+    }
+
+    fn open_read(&self, path: &Path, offset: u64) -> Result<Box<dyn Read + Send>> {
+        let mut file =
+            File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(file))
+    }
+
+    fn open_write(&self, path: &Path) -> Result<Box<dyn RandomWrite>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open `{}` for writing", path.display()))?;
+        Ok(Box::new(LocalFile(file)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        fs::rename(from, to)
+            .with_context(|| format!("cannot rename `{}` to `{}`", from.display(), to.display()))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove `{}`", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn home(&self) -> Result<PathBuf> {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .context("$HOME is not set")
+    }
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Option<Duration>,
+) -> Result<Option<i32>> {
+    let Some(timeout) = timeout else {
+        return Ok(child.wait()?.code());
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            child.wait()?;
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct LocalFile(File);
+
+impl RandomWrite for LocalFile {
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+}

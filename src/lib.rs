@@ -1,0 +1,12 @@
+//! lifeos-spark: takes a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS.
+
+pub mod cli;
+pub mod commands;
+pub mod defaults;
+pub mod docker;
+pub mod doctor;
+pub mod gpu;
+pub mod host;
+pub mod models;
+pub mod system;
+pub mod ui;
