@@ -172,10 +172,13 @@ impl Transport {
             });
         }
         check_status(&response)?;
+        // From the header: reqwest reports the (empty) body of a HEAD answer as 0 bytes.
+        let length = header(response.headers(), reqwest::header::CONTENT_LENGTH)
+            .and_then(|l| l.parse().ok());
         Ok(Probe {
             data_url: url.clone(),
             linked,
-            length: response.content_length(),
+            length,
         })
     }
 

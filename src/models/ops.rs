@@ -232,6 +232,7 @@ fn entry(file: &ModelFile, dest: &Path, plan: &Plan, files: &[ModelFile]) -> Pul
         reused_bytes: reused,
         same_as,
         error: None,
+        hint: None,
         failure: None,
     }
 }
@@ -325,7 +326,14 @@ fn record_failure(entry: &mut PullEntry, err: anyhow::Error, interrupted: &mut b
         return;
     }
     entry.status = PullStatus::Failed;
-    entry.error = Some(format!("{err:#}"));
+    let hint = err.downcast_ref::<crate::ui::Hint>().map(|h| h.0.clone());
+    let causes: Vec<String> = err
+        .chain()
+        .map(|e| e.to_string())
+        .filter(|m| Some(m) != hint.as_ref())
+        .collect();
+    entry.error = Some(causes.join(": "));
+    entry.hint = hint;
     entry.failure = Some(err);
 }
 

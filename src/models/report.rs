@@ -36,6 +36,8 @@ pub struct PullEntry {
     pub same_as: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     #[serde(skip)]
     pub failure: Option<anyhow::Error>,
 }
