@@ -25,16 +25,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# start_dockerd NAME EXTRA_DAEMON_JSON: a private daemon at $state/NAME/docker.sock, reused
-# when already running.
+# start_dockerd NAME DAEMON_JSON [NETNS]: a private daemon at $state/NAME/docker.sock (in network
+# namespace NETNS when given), reused when already running.
 start_dockerd() {
-  local dir="$state/$1" sock="$state/$1/docker.sock"
+  local dir="$state/$1" sock="$state/$1/docker.sock" wrap=()
+  if [ -n "${3:-}" ]; then
+    ip netns list | grep -qw "$3" || $sudo ip netns add "$3"
+    wrap=(nsenter "--net=/run/netns/$3")
+  fi
   if DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1; then
     echo "unix://$sock"; return
   fi
   mkdir -p "$dir"
   printf '%s\n' "$2" >"$dir/daemon.json"
-  $sudo dockerd --config-file "$dir/daemon.json" --host "unix://$sock" \
+  $sudo "${wrap[@]}" dockerd --config-file "$dir/daemon.json" --host "unix://$sock" \
     --data-root "$dir/root" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     >"$dir/dockerd.log" 2>&1 &
   for _ in $(seq 1 100); do
@@ -47,10 +51,10 @@ start_dockerd() {
 }
 
 # One daemon with a runtime named `nvidia` (pointing at runc: no GPU here, but `docker info`
-# lists it as the NVIDIA Container Toolkit would) and the default bridge; one without, and
-# without networking of its own so the two never fight over docker0 and iptables.
+# lists it as the NVIDIA Container Toolkit would); one without, in a network namespace of its
+# own so the two never fight over docker0 and iptables.
 LIFEOS_TEST_DOCKER_HOST=$(start_dockerd nvidia '{"runtimes": {"nvidia": {"path": "runc"}}}')
-LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA=$(start_dockerd plain '{"bridge": "none", "iptables": false, "ip-masq": false}')
+LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA=$(start_dockerd plain '{}' lifeos-test-plain)
 export LIFEOS_TEST_DOCKER_HOST LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA
 
 cargo test --locked --all-targets "$@"
