@@ -1,12 +1,18 @@
 //! lifeos-spark: takes a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS.
 
 pub mod cli;
+pub mod comfyui;
 pub mod commands;
+pub mod compose;
 pub mod defaults;
 pub mod docker;
 pub mod doctor;
 pub mod gpu;
 pub mod host;
 pub mod models;
+pub mod playbook;
+pub mod service;
+pub mod status;
+pub mod step;
 pub mod system;
 pub mod ui;

@@ -2,6 +2,7 @@
 
 mod doctor;
 mod models;
+mod service;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,33 @@ impl Context {
         host::connect(target, &self.ssh_options())
     }
 
+    /// How steps may act: `--dry-run` checks only; `--yes` replaces files without asking.
+    pub fn step_mode(&self) -> crate::step::Mode {
+        crate::step::Mode {
+            dry_run: self.global.dry_run,
+            replace: if self.global.yes {
+                crate::step::Replace::Yes
+            } else {
+                crate::step::Replace::Ask
+            },
+        }
+    }
+
+    /// Step reports as a table, or `{"host", "dry_run", "steps"}` with `--json`.
+    pub fn print_steps(&self, host: &str, reports: &[crate::step::StepReport]) -> Result<()> {
+        if self.printer.json {
+            self.printer.json_doc(&serde_json::json!({
+                "host": host,
+                "dry_run": self.global.dry_run,
+                "steps": reports,
+            }))
+        } else {
+            self.printer
+                .data(&crate::step::render(reports, &self.printer));
+            Ok(())
+        }
+    }
+
     pub fn ssh_options(&self) -> SshOptions {
         SshOptions {
             accept_new_host_key: self.global.accept_new_host_key,
@@ -54,6 +82,10 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
     let ctx = Context::new(cli.global);
     let result = match cli.command {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
+        CommandName::Compose(args) => service::compose(&ctx, args),
+        CommandName::Up(args) => service::up(&ctx, args),
+        CommandName::Down(args) => service::down(&ctx, args),
+        CommandName::Status(args) => service::status(&ctx, args),
         CommandName::Models(args) => models::run(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
