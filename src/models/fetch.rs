@@ -137,8 +137,13 @@ pub async fn fetch(
     }
     let written = sink.finish().await;
     bar.clear();
+    // A failed writer (full disk, dropped SSH link) is the cause; the workers only saw it stop.
+    if let Err(e) = written {
+        return Err(e.context(format!("cannot store `{}` on {}", file.id, req.host.name()))).hint(
+            "finished pieces are recorded beside the file: fix the cause, then run the same command again to resume",
+        );
+    }
     result?;
-    written?;
     let mut state = dl.lock();
     if state.hasher.position() != file.size {
         bail!(
