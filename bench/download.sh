@@ -104,13 +104,13 @@ echo "uncapped:  curl -o ${t_curl} s   pull ${t_pull} s   ratio $(ratio "$t_pull
 rm -rf "$work/out/pull"
 
 rm -f "$work/out/aria.bin"
-t_aria=$(timed aria2c aria2c -q -x8 -s8 --file-allocation=none --allow-overwrite=true -d "$work/out" -o aria.bin "http://127.0.0.1:$capped_port/model.bin")
+t_aria=$(timed aria2c aria2c -q -x8 -s8 -k1M --file-allocation=none --allow-overwrite=true -d "$work/out" -o aria.bin "http://127.0.0.1:$capped_port/model.bin")
 rm -f "$work/out/aria.bin"
 t_capped=$(pull capped "$capped_port" model.bin)
 echo "40 MB/s:   aria2c -x8 ${t_aria} s   pull ${t_capped} s   ratio $(ratio "$t_capped" "$t_aria") (target <= 1.0)   pull RSS $(rss_mib capped) MiB"
 
 rm -f "$work/out/small.bin"
-t_aria_tight=$(timed aria_tight aria2c -q -x8 -s8 --file-allocation=none --allow-overwrite=true -d "$work/out" -o small.bin "http://127.0.0.1:$tight_port/small.bin")
+t_aria_tight=$(timed aria_tight aria2c -q -x8 -s8 -k1M --file-allocation=none --allow-overwrite=true -d "$work/out" -o small.bin "http://127.0.0.1:$tight_port/small.bin")
 rm -f "$work/out/small.bin"
 t_tight=$(pull tight "$tight_port" small.bin)
 echo "1 MB/s:    aria2c -x8 ${t_aria_tight} s   pull ${t_tight} s   ratio $(ratio "$t_tight" "$t_aria_tight") (${tight_mib} MiB file)"

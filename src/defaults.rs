@@ -18,8 +18,11 @@ pub const HF_HOME: &str = "~/.cache/huggingface";
 pub const ENV_HF_ENDPOINT: &str = "HF_ENDPOINT";
 pub const HF_ENDPOINT: &str = "https://huggingface.co";
 
-/// Files downloaded at once by `models pull`.
-pub const MODEL_JOBS: u16 = 4;
+/// Files downloaded at once by `models pull`. Each holds up to `connections` pieces in memory
+/// (bench/download.sh: 60 MiB peak for one file at 8 connections), and one file over 8
+/// connections already fills a link capped per connection; the second job keeps small files
+/// moving beside a big one.
+pub const MODEL_JOBS: u16 = 2;
 
 /// Parallel range connections per file: beats per-connection CDN caps (aria2's `-x8`).
 pub const MODEL_CONNECTIONS: u16 = 8;

@@ -585,3 +585,26 @@ fn leave_partial(s: &Setup, m: &Manifest, data: &[u8], etag: &str) {
     )
     .unwrap();
 }
+
+#[test]
+fn an_expired_cdn_link_is_renewed_at_the_hub() {
+    let s = setup();
+    let cdn = FakeHub::start();
+    let data = bytes_of(SIZE, 18);
+    let m = s.one_file(&data);
+    cdn.put("/m.bin", data.clone(), "cdn1");
+    s.hub.redirect_to(&cdn, false);
+    cdn.fault("/m.bin", Fault::Status(403)); // a signed URL past its expiry
+    let report = s
+        .pull_with(&m, &options(&s.hub.url(""), Some("hf_secret"), 1))
+        .unwrap();
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    let heads = s.hub.seen().iter().filter(|r| r.method == "HEAD").count();
+    assert_eq!(heads, 2, "asked the hub again after the 403");
+}

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::host::Host;
 
 /// Chunks in flight between the network and the disk (each at most a few hundred KiB).
-const QUEUE: usize = 32;
+const QUEUE: usize = 8;
 
 enum Op {
     Write(u64, Bytes),
