@@ -198,6 +198,12 @@ fn list_dry_run_pull_and_verify_report_in_json() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(doc["files"][0]["status"], "fetched");
     assert_eq!(doc["fetched_bytes"], data.len() as u64);
+    // Off a terminal: a line per file started and finished, on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fetching `m` (5.2 MB)") && stderr.contains("fetched `m`: 5.2 MB in"),
+        "{stderr}"
+    );
     let (doc, _) = env.json(&manifest, &["list"]);
     assert_eq!(doc["files"][0]["state"], "present");
 

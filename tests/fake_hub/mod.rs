@@ -29,6 +29,8 @@ pub enum Fault {
     IgnoreRange,
     /// Serve the bytes with one flipped (the hash will not match).
     Corrupt,
+    /// A 206 whose `Content-Range` names other bytes than those asked for.
+    ShiftedRange,
 }
 
 #[derive(Debug, Clone)]
@@ -271,7 +273,15 @@ fn answer(s: &Arc<Shared>, method: &Method, path: &str, req: &Seen) -> Response<
         .header("accept-ranges", "bytes")
         .header("content-length", end - start);
     if code == 206 {
-        builder = builder.header("content-range", format!("bytes {start}-{}/{len}", end - 1));
+        let shift = if matches!(fault, Some(Fault::ShiftedRange)) {
+            1
+        } else {
+            0
+        };
+        builder = builder.header(
+            "content-range",
+            format!("bytes {}-{}/{len}", start + shift, end - 1),
+        );
     }
     if *method == Method::HEAD {
         return builder.body(Body::empty()).unwrap();
