@@ -334,7 +334,7 @@ impl<'a> Download<'a> {
             Ok(_)
             | Err(FetchError::RangeNotSatisfiable { .. })
             | Err(FetchError::RangeIgnored { .. }) => self.reset(None, false),
-            // Unreachable now; the hash will tell whether the partial is right.
+            // The server cannot be asked now; the hash will tell whether the partial is right.
             Err(_) => {}
         }
     }
