@@ -74,11 +74,11 @@ pub enum CommandName {
     /// Install, list and verify custom nodes at pinned commits
     Nodes(NotYet),
     /// Back up, restore and transfer workflows
-    Workflows(NotYet),
+    Workflows(WorkflowsArgs),
     /// Write ~/CONNECTION_INFO.txt on the host
-    ConnectionInfo(NotYet),
+    ConnectionInfo(ConnectionInfoArgs),
     /// Edit Life-OS's .env file
-    Env(NotYet),
+    Env(EnvArgs),
     /// Everything, in order, idempotent
     Setup(NotYet),
     /// Move an RTX PC's setup to a Spark
@@ -98,6 +98,95 @@ pub struct DoctorArgs {
     /// Also run `nvidia-smi` in IMAGE with `docker run --rm --gpus all`
     #[arg(long, value_name = "IMAGE")]
     pub gpu_smoke: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The dotenv file on the host (Life-OS's `.env`; `~` is the host user's home)
+    #[arg(long, global = true, value_name = "PATH", env = crate::defaults::ENV_FILE_VAR)]
+    pub file: Option<String>,
+
+    #[command(subcommand)]
+    pub action: EnvAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvAction {
+    /// Set variables; only the named keys change, the rest of the file stays byte for byte
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+        /// Create the file (mode 0600) when it does not exist
+        #[arg(long)]
+        create: bool,
+    },
+    /// Print the value in effect for KEY (the last one when the key repeats)
+    Get { key: String },
+    /// List the variables in effect (secret-looking values masked)
+    Show {
+        /// Print secret-looking values (tokens, passwords, API keys) too
+        #[arg(long)]
+        show_secrets: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionInfoArgs {
+    /// Port ComfyUI listens on
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
+
+    /// Address to publish instead of the one of the interface holding the default route
+    #[arg(long, value_name = "IP")]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowsArgs {
+    #[command(subcommand)]
+    pub action: WorkflowsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsAction {
+    /// Write a .tar.gz of the host's workflows (with a manifest) on this machine
+    Backup {
+        /// Deployment root on the host
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        root: String,
+        /// Archive to write on this machine [default: workflows-<host>-<time>.tar.gz]
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Verify an archive on this machine, then extract it into the host's deployment root
+    Restore {
+        /// Archive written by `workflows backup`
+        file: std::path::PathBuf,
+        /// Deployment root on the host
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        root: String,
+        /// Replace files that differ (the old one is kept as `<name>.bak-<time>`)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stream the workflows of one host into another, then verify them there
+    Transfer {
+        /// Source: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
+        #[arg(long, value_name = "TARGET")]
+        from: String,
+        /// Destination, same forms as `--from`
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Deployment root on the source
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        from_root: String,
+        /// Deployment root on the destination
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        to_root: String,
+        /// Replace files that differ (the old one is kept as `<name>.bak-<time>`)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Arguments of a command that later work fills in; accepted so the answer is "not

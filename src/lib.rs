@@ -5,6 +5,8 @@ pub mod commands;
 pub mod defaults;
 pub mod docker;
 pub mod doctor;
+pub mod envfile;
+pub mod file_change;
 pub mod gpu;
 pub mod host;
 pub mod models;

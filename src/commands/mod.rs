@@ -1,6 +1,7 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
 mod doctor;
+mod env;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
     let ctx = Context::new(cli.global);
     let result = match cli.command {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
+        CommandName::Env(args) => env::run(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)
