@@ -143,7 +143,8 @@ pub fn backup_path(host: &dyn Host, path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// A unified diff (`--- a/PATH` / `+++ b/PATH`), empty when nothing differs.
+/// A unified diff (`--- PATH` / `+++ PATH`, as `diff -u` names one file), empty when nothing
+/// differs.
 pub fn unified_diff(path: &Path, before: &str, after: &str) -> String {
     if before == after {
         return String::new();
@@ -152,7 +153,7 @@ pub fn unified_diff(path: &Path, before: &str, after: &str) -> String {
     similar::TextDiff::from_lines(before, after)
         .unified_diff()
         .context_radius(3)
-        .header(&format!("a/{label}"), &format!("b/{label}"))
+        .header(&label, &label)
         .missing_newline_hint(true)
         .to_string()
 }

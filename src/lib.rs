@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod connection_info;
 pub mod defaults;
 pub mod docker;
 pub mod doctor;

@@ -1,5 +1,6 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
+mod connection_info;
 mod doctor;
 mod env;
 
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
     let result = match cli.command {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
         CommandName::Env(args) => env::run(&ctx, args),
+        CommandName::ConnectionInfo(args) => connection_info::run(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)
