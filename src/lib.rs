@@ -13,3 +13,4 @@ pub mod host;
 pub mod models;
 pub mod system;
 pub mod ui;
+pub mod workflows;

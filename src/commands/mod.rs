@@ -3,6 +3,7 @@
 mod connection_info;
 mod doctor;
 mod env;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
         CommandName::Env(args) => env::run(&ctx, args),
         CommandName::ConnectionInfo(args) => connection_info::run(&ctx, args),
+        CommandName::Workflows(args) => workflows::run(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)
