@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian/Ubuntu machine with Rust, as root (or with sudo).
+# Installs what the tests need, starts private Docker daemons (own sockets and data roots),
+# then runs `cargo test`. Tests that need sshd or Docker FAIL under CI=true when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+state=${LIFEOS_TEST_STATE:-/tmp/lifeos-spark-test}
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v git >/dev/null || need+=(git)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v ss >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# start_dockerd NAME DAEMON_JSON [NETNS]: a private daemon at $state/NAME/docker.sock (in network
+# namespace NETNS when given), reused when already running.
+start_dockerd() {
+  local dir="$state/$1" sock="$state/$1/docker.sock" wrap=()
+  if [ -n "${3:-}" ]; then
+    ip netns list | grep -qw "$3" || $sudo ip netns add "$3"
+    wrap=(nsenter "--net=/run/netns/$3")
+  fi
+  if DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1; then
+    echo "unix://$sock"; return
+  fi
+  mkdir -p "$dir"
+  printf '%s\n' "$2" >"$dir/daemon.json"
+  $sudo "${wrap[@]}" dockerd --config-file "$dir/daemon.json" --host "unix://$sock" \
+    --data-root "$dir/root" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+    >"$dir/dockerd.log" 2>&1 &
+  for _ in $(seq 1 100); do
+    DOCKER_HOST="unix://$sock" docker info >/dev/null 2>&1 && { echo "unix://$sock"; return; }
+    sleep 0.2
+  done
+  echo "test.sh: dockerd $1 did not start; its log:" >&2
+  tail -20 "$dir/dockerd.log" >&2
+  return 1
+}
+
+# One daemon with a runtime named `nvidia` (pointing at runc: no GPU here, but `docker info`
+# lists it as the NVIDIA Container Toolkit would); one without, in a network namespace of its
+# own so the two never fight over docker0 and iptables.
+LIFEOS_TEST_DOCKER_HOST=$(start_dockerd nvidia '{"runtimes": {"nvidia": {"path": "runc"}}}')
+LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA=$(start_dockerd plain '{}' lifeos-test-plain)
+export LIFEOS_TEST_DOCKER_HOST LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA
+
+cargo test --locked --all-targets "$@"
