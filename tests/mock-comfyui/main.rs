@@ -30,11 +30,17 @@ fn main() {
 }
 
 fn check(addr: &str) -> i32 {
-    let Ok(mut s) = TcpStream::connect(addr) else { return 1 };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 1;
+    };
     let _ = s.write_all(b"GET /system_stats HTTP/1.0\r\n\r\n");
     let mut head = String::new();
     let _ = BufReader::new(s).read_line(&mut head);
-    if head.contains(" 200 ") { 0 } else { 1 }
+    if head.contains(" 200 ") {
+        0
+    } else {
+        1
+    }
 }
 
 fn handle(mut stream: TcpStream, root: &Path) {
@@ -70,7 +76,10 @@ fn handle(mut stream: TcpStream, root: &Path) {
 fn route(method: &str, path: &str, root: &Path) -> (&'static str, String) {
     match (method, path) {
         ("GET", "/system_stats") => ("200 OK", system_stats()),
-        ("GET", "/queue") => ("200 OK", r#"{"queue_running": [], "queue_pending": []}"#.into()),
+        ("GET", "/queue") => (
+            "200 OK",
+            r#"{"queue_running": [], "queue_pending": []}"#.into(),
+        ),
         ("GET", "/prompt") => ("200 OK", r#"{"exec_info": {"queue_remaining": 0}}"#.into()),
         ("GET", "/object_info") => ("200 OK", object_info(root)),
         ("GET", p) if p.starts_with("/models/") => models(root, &p["/models/".len()..]),
@@ -82,7 +91,14 @@ fn route(method: &str, path: &str, root: &Path) -> (&'static str, String) {
 fn system_stats() -> String {
     let ram_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .and_then(|m| {
+            m.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or(0)
         * 1024;
     format!(
@@ -108,17 +124,26 @@ fn json_str(s: &str) -> String {
 /// Class names from each custom node's NODE_CLASSES file; a node without one "failed to import".
 fn node_classes(root: &Path) -> Vec<String> {
     let mut classes = vec!["CheckpointLoaderSimple".to_string(), "KSampler".to_string()];
-    let Ok(entries) = std::fs::read_dir(root.join("custom_nodes")) else { return classes };
+    let Ok(entries) = std::fs::read_dir(root.join("custom_nodes")) else {
+        return classes;
+    };
     for entry in entries.flatten() {
         if let Ok(text) = std::fs::read_to_string(entry.path().join("NODE_CLASSES")) {
-            classes.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+            classes.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from),
+            );
         }
     }
     classes
 }
 
 fn loaded_nodes(root: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root.join("custom_nodes")) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(root.join("custom_nodes")) else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter(|e| e.path().is_dir())
@@ -153,7 +178,9 @@ fn models(root: &Path, folder: &str) -> (&'static str, String) {
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = format!("{prefix}{}", e.file_name().to_string_lossy());
         if e.path().is_dir() {
