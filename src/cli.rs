@@ -62,13 +62,13 @@ pub enum CommandName {
     /// Check GPU, driver, Docker, Compose, NVIDIA runtime, disk and port
     Doctor(DoctorArgs),
     /// Write the Dockerfile and docker-compose.yml for the host's profile
-    Compose(NotYet),
+    Compose(ServiceArgs),
     /// Build and start ComfyUI, then wait until it answers
-    Up(NotYet),
+    Up(UpArgs),
     /// Stop ComfyUI (models and data stay)
-    Down(NotYet),
+    Down(ServiceArgs),
     /// ComfyUI's version, device, memory and queue on each host
-    Status(NotYet),
+    Status(StatusArgs),
     /// Fetch, verify and list model files
     Models(NotYet),
     /// Install, list and verify custom nodes at pinned commits
@@ -187,6 +187,63 @@ pub enum WorkflowsAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GpuChoice {
+    /// Reserve every NVIDIA GPU for the container
+    All,
+    /// A CPU-only service (for tests and machines without a GPU)
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia) or a YAML file;
+    /// default: the one for the GPU `doctor` finds
+    #[arg(long, value_name = "NAME|PATH")]
+    pub playbook: Option<String>,
+
+    /// Deployment root on the host (default: the playbook's, `~/comfyui`)
+    #[arg(long)]
+    pub root: Option<String>,
+
+    /// Address the port is published on (default: the playbook's, 0.0.0.0)
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::IpAddr>,
+
+    /// GPU reservation for the container
+    #[arg(long, value_enum, default_value = "all")]
+    pub gpu: GpuChoice,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Build the image even if it exists
+    #[arg(long)]
+    pub rebuild: bool,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// ComfyUI's URL; overrides the one derived from `--host` (one host only)
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Port ComfyUI is published on
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
+
+    /// A YAML list of `{name, url}` to query as well
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<std::path::PathBuf>,
 }
 
 /// Arguments of a command that later work fills in; accepted so the answer is "not

@@ -1,7 +1,9 @@
 //! lifeos-spark: takes a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS.
 
 pub mod cli;
+pub mod comfyui;
 pub mod commands;
+pub mod compose;
 pub mod connection_info;
 pub mod defaults;
 pub mod docker;
@@ -11,6 +13,10 @@ pub mod file_change;
 pub mod gpu;
 pub mod host;
 pub mod models;
+pub mod playbook;
+pub mod service;
+pub mod status;
+pub mod step;
 pub mod system;
 pub mod ui;
 pub mod workflows;

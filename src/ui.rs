@@ -111,6 +111,29 @@ impl Printer {
         Ok(())
     }
 
+    /// Ask a yes/no question on the terminal; `false` without asking when stdin or stderr is
+    /// not a terminal (unattended runs never hang on a prompt).
+    pub fn confirm(&self, question: &str) -> anyhow::Result<bool> {
+        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            return Ok(false);
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+    }
+
+    /// A spinner on a terminal; hidden otherwise (the caller prints a line instead).
+    pub fn spinner(&self, msg: String) -> indicatif::ProgressBar {
+        if !self.progress_bars {
+            self.status(&msg);
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(msg);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+
     pub fn style(&self, style: Style, text: &str) -> String {
         if self.color {
             style.apply_to(text).to_string()

@@ -3,6 +3,7 @@
 mod connection_info;
 mod doctor;
 mod env;
+mod service;
 mod workflows;
 
 use std::process::ExitCode;
@@ -43,6 +44,33 @@ impl Context {
         host::connect(target, &self.ssh_options())
     }
 
+    /// How steps may act: `--dry-run` checks only; `--yes` replaces files without asking.
+    pub fn step_mode(&self) -> crate::step::Mode {
+        crate::step::Mode {
+            dry_run: self.global.dry_run,
+            replace: if self.global.yes {
+                crate::step::Replace::Yes
+            } else {
+                crate::step::Replace::Ask
+            },
+        }
+    }
+
+    /// Step reports as a table, or `{"host", "dry_run", "steps"}` with `--json`.
+    pub fn print_steps(&self, host: &str, reports: &[crate::step::StepReport]) -> Result<()> {
+        if self.printer.json {
+            self.printer.json_doc(&serde_json::json!({
+                "host": host,
+                "dry_run": self.global.dry_run,
+                "steps": reports,
+            }))
+        } else {
+            self.printer
+                .data(&crate::step::render(reports, &self.printer));
+            Ok(())
+        }
+    }
+
     pub fn ssh_options(&self) -> SshOptions {
         SshOptions {
             accept_new_host_key: self.global.accept_new_host_key,
@@ -59,6 +87,10 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Env(args) => env::run(&ctx, args),
         CommandName::ConnectionInfo(args) => connection_info::run(&ctx, args),
         CommandName::Workflows(args) => workflows::run(&ctx, args),
+        CommandName::Compose(args) => service::compose(&ctx, args),
+        CommandName::Up(args) => service::up(&ctx, args),
+        CommandName::Down(args) => service::down(&ctx, args),
+        CommandName::Status(args) => service::status(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)

@@ -326,3 +326,87 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The test image, built once per daemon: `FROM scratch` plus the mock ComfyUI
+/// (`tests/support/mock_comfyui.rs`) compiled as a static binary. The tag carries a hash of the
+/// source so a changed mock is rebuilt.
+pub fn test_image(docker_host: &str) -> String {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs");
+    let text = std::fs::read(&source).unwrap();
+    let hash = text.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    });
+    let tag = format!("lifeos-test/comfyui-mock:{:012x}", hash & 0xffff_ffff_ffff);
+    let docker = |args: &str| sh(&format!("DOCKER_HOST='{docker_host}' docker {args}"));
+    let present = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "DOCKER_HOST='{docker_host}' docker image inspect '{tag}' >/dev/null 2>&1"
+        ))
+        .status()
+        .unwrap()
+        .success();
+    if !present {
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "rustc --edition 2021 -O -C target-feature=+crt-static '{}' -o '{}/mock-comfyui'",
+            source.display(),
+            dir.path().display()
+        ));
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY mock-comfyui /mock-comfyui\nEXPOSE 8188\nCMD [\"/mock-comfyui\"]\n",
+        )
+        .unwrap();
+        docker(&format!("build -q -t '{tag}' '{}'", dir.path().display()));
+    }
+    tag
+}
+
+/// A playbook for tests: the RTX 4090 one with the test image, a free port, a project of its
+/// own, and a fast healthcheck.
+pub fn test_playbook(dir: &Path, image: &str) -> (PathBuf, u16, String) {
+    let port = free_port();
+    let project = format!("lifeos-test-{port}");
+    let text = include_str!("../../playbooks/rtx-4090.yaml")
+        .replace("project: lifeos-comfyui", &format!("project: {project}"))
+        .replace("image: lifeos/comfyui:rtx-4090", &format!("image: {image}"))
+        .replace("port: 8188", &format!("port: {port}"))
+        .replace("bind: 0.0.0.0", "bind: 127.0.0.1")
+        + "healthcheck:\n  test: [CMD, /mock-comfyui, --check, '127.0.0.1:8188']\n  interval: 1s\nstart_timeout: 60\n"
+        // This sandbox cannot raise RLIMIT_MEMLOCK above 8 MiB, even as root.
+        + "ulimits:\n  memlock: 8388608\n  stack: 67108864\n";
+    let path = dir.join("playbook.yaml");
+    std::fs::write(&path, text).unwrap();
+    (path, port, project)
+}
+
+/// Removes a Compose project's containers when a test ends, passed or not.
+pub struct ProjectGuard {
+    pub docker_host: String,
+    pub project: String,
+}
+
+impl Drop for ProjectGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "DOCKER_HOST='{}' docker ps -aq --filter label=com.docker.compose.project={} | xargs -r env DOCKER_HOST='{0}' docker rm -f >/dev/null 2>&1",
+                self.docker_host, self.project
+            ))
+            .status();
+    }
+}
+
+pub fn http_get(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-fsS", "-m", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

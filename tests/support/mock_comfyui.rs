@@ -5,7 +5,8 @@
 //! - `GET /models/<folder>`: the files under `<comfy>/models/<folder>` (recursively)
 //! - `GET /object_info`: built-in classes plus, for each folder in `<comfy>/custom_nodes`, the
 //!   class names listed one per line in its `NODE_CLASSES` file (a stand-in for importing Python)
-//! Run `mock-comfyui --check URL` as a healthcheck: exit 0 when URL answers 200.
+//!
+//! Run `mock-comfyui --check ADDR` as a healthcheck: exit 0 when URL answers 200.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,120 @@
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use super::Context;
+use crate::cli::{GpuChoice, ServiceArgs, StatusArgs, UpArgs};
+use crate::gpu::{self, Probe, Profile};
+use crate::host::Host;
+use crate::playbook::Playbook;
+use crate::service::{self, Deployment};
+use crate::ui::UsageError;
+
+/// The named playbook, or the one for the GPU the host has.
+fn playbook_for(host: &dyn Host, args: &ServiceArgs) -> Result<Playbook> {
+    if let Some(name) = &args.playbook {
+        return Playbook::load(name);
+    }
+    let profile = match gpu::probe(host)? {
+        Probe::Gpus(g) => gpu::profile_of(&g),
+        _ => Profile::NoGpu,
+    };
+    match (profile, args.gpu) {
+        (Profile::NoGpu, GpuChoice::None) => Playbook::load("generic-nvidia"),
+        (profile, _) => Playbook::for_profile(profile),
+    }
+}
+
+fn deployment<'a>(ctx: &Context, host: &'a dyn Host, args: &ServiceArgs) -> Result<Deployment<'a>> {
+    let playbook = playbook_for(host, args)?;
+    ctx.printer.debug(format!("playbook `{}`", playbook.name));
+    Deployment::new(
+        host,
+        playbook,
+        args.root.as_deref(),
+        args.gpu == GpuChoice::All,
+        args.bind,
+    )
+}
+
+fn warn_if_exposed(ctx: &Context, d: &Deployment) {
+    let bind = crate::compose::bind_address(&d.playbook, &d.opts);
+    if !bind.is_loopback() {
+        ctx.printer.warn(format!(
+            "ComfyUI will listen on {bind}:{} without authentication: anyone who reaches it can run graphs (`--bind 127.0.0.1` keeps it local)",
+            d.playbook.port
+        ));
+    }
+}
+
+pub fn compose(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
+    let host = ctx.host()?;
+    let d = deployment(ctx, host.as_ref(), &args)?;
+    warn_if_exposed(ctx, &d);
+    let docker = service::ready_docker(host.as_ref())?;
+    let reports = d.write_files(&docker, ctx.step_mode(), &ctx.printer)?;
+    ctx.print_steps(host.name(), &reports)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
+    let host = ctx.host()?;
+    let d = deployment(ctx, host.as_ref(), &args.service)?;
+    warn_if_exposed(ctx, &d);
+    let url = match args.url {
+        Some(u) => u,
+        None => service::default_url(host.name(), d.playbook.port, None)?,
+    };
+    let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
+    ctx.print_steps(host.name(), &reports)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
+    let host = ctx.host()?;
+    let d = deployment(ctx, host.as_ref(), &args)?;
+    let reports = d.down(ctx.step_mode())?;
+    ctx.print_steps(host.name(), &reports)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// No SSH session is needed: only the hosts' addresses, and HTTP.
+pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
+    let hosts = &ctx.global.hosts;
+    if args.url.is_some() && hosts.len() > 1 {
+        bail!(UsageError(
+            "`--url` names one ComfyUI; give `--host` once with it".into()
+        ));
+    }
+    let mut targets = Vec::new();
+    if args.inventory.is_none() || hosts.as_slice() != ["local"] {
+        for h in hosts {
+            let url = match &args.url {
+                Some(u) => u.clone(),
+                None => service::default_url(h, args.port, None)?,
+            };
+            targets.push((h.clone(), url));
+        }
+    }
+    if let Some(path) = &args.inventory {
+        targets.extend(service_inventory(path)?);
+    }
+    let rows = crate::status::query_all(targets)?;
+    if ctx.printer.json {
+        ctx.printer.json_doc(&rows)?;
+    } else {
+        ctx.printer.data(&crate::status::render(&rows));
+    }
+    Ok(if rows.iter().all(|r| r.reachable) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn service_inventory(path: &std::path::Path) -> Result<Vec<(String, String)>> {
+    Ok(crate::status::read_inventory(path)?
+        .into_iter()
+        .map(|e| (e.name, e.url))
+        .collect())
+}

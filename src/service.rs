@@ -1,0 +1,404 @@
+//! The ComfyUI service on a host: write its files (`compose`), build and start it (`up`), stop
+//! it (`down`). Every action is a step that checks first; `--dry-run` stops after the checks.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::comfyui;
+use crate::compose::{self, ServiceOptions, COMPOSE_FILE, FOLDERS, SERVICE};
+use crate::docker::{self, Docker};
+use crate::host::{Command, Host};
+use crate::playbook::Playbook;
+use crate::step::{FileStep, Mode, Outcome, StepReport};
+use crate::ui::{HintExt, Printer};
+
+/// One deployment: a playbook applied to a root on a host.
+pub struct Deployment<'a> {
+    pub host: &'a dyn Host,
+    pub playbook: Playbook,
+    pub root: PathBuf,
+    pub opts: ServiceOptions,
+}
+
+impl<'a> Deployment<'a> {
+    pub fn new(
+        host: &'a dyn Host,
+        playbook: Playbook,
+        root: Option<&str>,
+        gpu: bool,
+        bind: Option<std::net::IpAddr>,
+    ) -> Result<Self> {
+        let root = host.expand_home(root.unwrap_or(&playbook.root))?;
+        let arch = host
+            .run_ok(&Command::new("uname").arg("-m"))?
+            .stdout_text()
+            .trim()
+            .to_string();
+        Ok(Deployment {
+            host,
+            playbook,
+            root,
+            opts: ServiceOptions { bind, gpu, arch },
+        })
+    }
+
+    fn compose_path(&self) -> PathBuf {
+        self.root.join(COMPOSE_FILE)
+    }
+
+    /// `docker compose -p P -f FILE ARGS` (or `docker-compose ...`), with `sudo -n` when the
+    /// daemon needs it.
+    fn compose_cmd(&self, docker: &Docker, args: &[&str]) -> Result<Command> {
+        let flavor = &docker.compose.command;
+        if flavor.is_empty() {
+            return Err(anyhow!(
+                "neither `docker compose` nor `docker-compose` is installed on {}",
+                self.host.name()
+            ))
+            .hint("install the Compose v2 plugin (`sudo apt-get install docker-compose-plugin`)");
+        }
+        let path = self.compose_path();
+        let file = path.to_str().context("root is not UTF-8")?;
+        let mut argv: Vec<&str> = Vec::new();
+        if docker.needs_sudo {
+            argv.extend(["sudo", "-n"]);
+        }
+        argv.extend(flavor.iter().map(String::as_str));
+        argv.extend(["-p", &self.playbook.project, "-f", file]);
+        argv.extend(args);
+        Ok(Command::new(argv[0]).args(argv[1..].iter().copied()))
+    }
+
+    fn docker_cmd(&self, docker: &Docker, args: &[&str]) -> Command {
+        match docker.needs_sudo {
+            true => Command::new("sudo")
+                .args(["-n", "docker"])
+                .args(args.iter().copied()),
+            false => Command::new("docker").args(args.iter().copied()),
+        }
+    }
+
+    /// Folders, Dockerfile, .dockerignore and docker-compose.yml (validated by Compose itself).
+    pub fn write_files(
+        &self,
+        docker: &Docker,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<Vec<StepReport>> {
+        let mut reports = vec![self.folders(mode)?];
+        let dockerfile = compose::render_dockerfile(&self.playbook, &self.opts);
+        let yaml = compose::render_compose(&self.playbook, &self.opts);
+        if !mode.dry_run {
+            self.validate_compose(docker, &yaml)?;
+        }
+        for (name, content) in [
+            ("Dockerfile", dockerfile.as_str()),
+            (".dockerignore", compose::DOCKERIGNORE),
+            (COMPOSE_FILE, &yaml),
+        ] {
+            let step = FileStep {
+                path: self.root.join(name),
+                content,
+                mode: None,
+            };
+            reports.push(step.run(self.host, mode, printer)?);
+        }
+        Ok(reports)
+    }
+
+    fn folders(&self, mode: Mode) -> Result<StepReport> {
+        let mut missing = Vec::new();
+        for folder in FOLDERS {
+            if self.host.stat(&self.root.join(folder))?.is_none() {
+                missing.push(folder);
+            }
+        }
+        let name = format!("{}/{{{}}}", self.root.display(), FOLDERS.join(","));
+        if missing.is_empty() {
+            return Ok(StepReport::new(name, Outcome::Ok, "all present"));
+        }
+        if mode.dry_run {
+            return Ok(StepReport::new(
+                name,
+                Outcome::WouldChange,
+                format!("would create {}", missing.join(", ")),
+            ));
+        }
+        for folder in &missing {
+            self.host.mkdir_p(&self.root.join(folder))?;
+        }
+        Ok(StepReport::new(
+            name,
+            Outcome::Changed,
+            format!("created {}", missing.join(", ")),
+        ))
+    }
+
+    /// Ask the host's Compose to parse the file before it replaces anything.
+    fn validate_compose(&self, docker: &Docker, yaml: &str) -> Result<()> {
+        self.host.mkdir_p(&self.root)?;
+        let candidate = self.root.join(".docker-compose.lifeos-check.yml");
+        self.host.write_atomic(&candidate, yaml.as_bytes(), None)?;
+        let file = candidate.to_str().context("root is not UTF-8")?;
+        let mut cmd = self.compose_cmd(docker, &[])?;
+        // Point `-f` at the candidate instead of the real file.
+        let at = cmd
+            .args
+            .iter()
+            .position(|a| a == "-f")
+            .expect("compose_cmd sets -f")
+            + 1;
+        cmd.args[at] = file.to_string();
+        cmd.args.extend(["config".to_string(), "-q".to_string()]);
+        let out = self.host.run(&cmd);
+        self.host.remove_file(&candidate)?;
+        let out = out?;
+        if !out.success() {
+            bail!(
+                "`{}` rejects the compose file lifeos-spark wrote: {}",
+                cmd.program,
+                out.stderr_text().trim()
+            );
+        }
+        Ok(())
+    }
+
+    fn image_step(
+        &self,
+        docker: &Docker,
+        rebuild: bool,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<StepReport> {
+        let tag = &self.playbook.image;
+        let present = self
+            .host
+            .run(&self.docker_cmd(docker, &["image", "inspect", "--format", "{{.Id}}", tag]))?
+            .success();
+        let name = format!("image {tag}");
+        if present && !rebuild {
+            return Ok(StepReport::new(name, Outcome::Ok, "present"));
+        }
+        let why = if present { "rebuild asked" } else { "missing" };
+        if mode.dry_run {
+            return Ok(StepReport::new(
+                name,
+                Outcome::WouldChange,
+                format!("would build from {} ({why})", self.playbook.base_image),
+            ));
+        }
+        printer.status(format!(
+            "building {tag} from {} on {} (this takes a while the first time)",
+            self.playbook.base_image,
+            self.host.name()
+        ));
+        let root = self.root.to_str().context("root is not UTF-8")?;
+        let out = self
+            .host
+            .run(&self.docker_cmd(docker, &["build", "-t", tag, root]))?;
+        if !out.success() {
+            let log = out.stderr_text();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(anyhow!("building {tag} failed:\n{}", tail.join("\n")))
+                .hint("fix the cause above (network to nvcr.io and github.com, disk space), then run `up` again");
+        }
+        Ok(StepReport::new(
+            name,
+            Outcome::Changed,
+            format!("built ({why})"),
+        ))
+    }
+
+    fn container(&self, docker: &Docker) -> Result<Option<(String, bool)>> {
+        let out = self
+            .host
+            .run_ok(&self.compose_cmd(docker, &["ps", "-q", SERVICE])?)?;
+        let Some(id) = out
+            .stdout_text()
+            .lines()
+            .next()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+        else {
+            return Ok(None);
+        };
+        let state = self
+            .host
+            .run(&self.docker_cmd(docker, &["inspect", "--format", "{{.State.Running}}", &id]))?;
+        Ok(Some((id, state.stdout_text().trim() == "true")))
+    }
+
+    fn start_step(&self, docker: &Docker, mode: Mode) -> Result<StepReport> {
+        let name = format!("service {SERVICE}");
+        let before = if self.host.stat(&self.compose_path())?.is_some() {
+            self.container(docker)?
+        } else {
+            None
+        };
+        if mode.dry_run {
+            return Ok(match before {
+                Some((_, true)) => StepReport::new(name, Outcome::Ok, "running"),
+                _ => StepReport::new(name, Outcome::WouldChange, "would start"),
+            });
+        }
+        let out = self
+            .host
+            .run(&self.compose_cmd(docker, &["up", "-d", "--no-build"])?)?;
+        if !out.success() {
+            return Err(anyhow!("starting ComfyUI failed: {}", out.stderr_text().trim()))
+                .hint("see `docker compose logs` in the deployment root; `--gpu none` runs a CPU-only service for testing");
+        }
+        let after = self.container(docker)?;
+        Ok(match (before, after) {
+            (Some((a, true)), Some((b, true))) if a == b => {
+                StepReport::new(name, Outcome::Ok, "running")
+            }
+            (_, Some((_, true))) => StepReport::new(name, Outcome::Changed, "started"),
+            _ => bail!(
+                "ComfyUI's container is not running after `up`: {}",
+                self.logs_tail(docker)
+            ),
+        })
+    }
+
+    fn logs_tail(&self, docker: &Docker) -> String {
+        self.compose_cmd(docker, &["logs", "--no-color", "--tail", "20", SERVICE])
+            .and_then(|c| self.host.run(&c))
+            .map(|o| format!("{}{}", o.stdout_text(), o.stderr_text()))
+            .unwrap_or_default()
+    }
+
+    /// Build if missing, start, wait for `/system_stats`.
+    pub fn up(
+        &self,
+        url: &str,
+        rebuild: bool,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<Vec<StepReport>> {
+        let docker = ready_docker(self.host)?;
+        if self.opts.gpu && !docker.nvidia_runtime {
+            return Err(anyhow!("{} has no NVIDIA runtime in Docker, and the service asks for a GPU", self.host.name()))
+                .hint("install the NVIDIA Container Toolkit (`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`), or use `--gpu none` for a CPU-only test service");
+        }
+        let mut reports = self.write_files(&docker, mode, printer)?;
+        reports.push(self.image_step(&docker, rebuild, mode, printer)?);
+        reports.push(self.start_step(&docker, mode)?);
+        if !mode.dry_run {
+            reports.push(self.wait_healthy(&docker, url, printer)?);
+        }
+        Ok(reports)
+    }
+
+    fn wait_healthy(&self, docker: &Docker, url: &str, printer: &Printer) -> Result<StepReport> {
+        let client = comfyui::Client::new(url)?;
+        let timeout = Duration::from_secs(self.playbook.start_timeout);
+        let spinner = printer.spinner(format!("waiting for ComfyUI at {url}"));
+        let started = Instant::now();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stats = loop {
+            match rt.block_on(client.system_stats()) {
+                Ok(stats) => break stats,
+                Err(_) if started.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                Err(e) => {
+                    spinner.finish_and_clear();
+                    return Err(e.context(format!(
+                        "ComfyUI did not answer at {url} within {}s; its last log lines:\n{}",
+                        timeout.as_secs(),
+                        self.logs_tail(docker)
+                    )))
+                    .hint("if the log shows no error, the address may not be reachable from here: pass `--url`");
+                }
+            }
+        };
+        spinner.finish_and_clear();
+        let version = stats
+            .system
+            .comfyui_version
+            .unwrap_or_else(|| "unknown version".into());
+        let device = stats
+            .devices
+            .first()
+            .map(|d| d.name.clone())
+            .unwrap_or_default();
+        Ok(StepReport::new(
+            "health",
+            Outcome::Ok,
+            format!("{url}/system_stats answers: ComfyUI {version}, {device}"),
+        ))
+    }
+
+    pub fn down(&self, mode: Mode) -> Result<Vec<StepReport>> {
+        let name = format!("service {SERVICE}");
+        if self.host.stat(&self.compose_path())?.is_none() {
+            return Ok(vec![StepReport::new(
+                name,
+                Outcome::Ok,
+                format!(
+                    "no {COMPOSE_FILE} under {}: nothing to stop",
+                    self.root.display()
+                ),
+            )]);
+        }
+        let docker = ready_docker(self.host)?;
+        if self.container(&docker)?.is_none() {
+            return Ok(vec![StepReport::new(name, Outcome::Ok, "not running")]);
+        }
+        if mode.dry_run {
+            return Ok(vec![StepReport::new(
+                name,
+                Outcome::WouldChange,
+                "would stop and remove the container (models and data stay)",
+            )]);
+        }
+        self.host.run_ok(&self.compose_cmd(&docker, &["down"])?)?;
+        Ok(vec![StepReport::new(
+            name,
+            Outcome::Changed,
+            "stopped and removed the container (models and data stay)",
+        )])
+    }
+}
+
+/// Docker as the host has it, or an error saying why it cannot be used.
+pub fn ready_docker(host: &dyn Host) -> Result<Docker> {
+    let docker = docker::probe(host)?;
+    if !docker.reachable {
+        return Err(anyhow!(
+            "Docker on {} is not usable: {}",
+            host.name(),
+            docker
+                .error
+                .clone()
+                .unwrap_or_else(|| "the `docker` client is missing".into())
+        ))
+        .hint("run `lifeos-spark doctor` on that host for the fix");
+    }
+    Ok(docker)
+}
+
+/// `http://<address>:<port>`: 127.0.0.1 for the local host, the SSH target's address otherwise.
+pub fn default_url(host_arg: &str, port: u16, home: Option<&Path>) -> Result<String> {
+    if host_arg == "local" {
+        return Ok(format!("http://127.0.0.1:{port}"));
+    }
+    let target = crate::host::SshTarget::resolve(host_arg, home)?;
+    let addr = match target.host_name.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => target.host_name,
+    };
+    Ok(format!("http://{addr}:{port}"))
+}

@@ -1,0 +1,165 @@
+//! `status`: what each ComfyUI answers — version, device, memory, queue — queried in parallel,
+//! for an operator running an RTX PC and a Spark side by side.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::comfyui::Client;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub host: String,
+    pub url: String,
+    pub reachable: bool,
+    pub comfyui_version: Option<String>,
+    pub device: Option<String>,
+    /// GB10 shares system memory: then these are the system's.
+    pub memory_unified: bool,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_free_bytes: Option<u64>,
+    pub queue_running: Option<usize>,
+    pub queue_pending: Option<usize>,
+    pub error: Option<String>,
+}
+
+/// One entry of an inventory file: `- name: spark\n  url: http://192.168.1.101:8188`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryEntry {
+    pub name: String,
+    pub url: String,
+}
+
+pub fn read_inventory(path: &Path) -> Result<Vec<InventoryEntry>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read inventory `{}`", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "invalid inventory `{}` (a YAML list of `name:` and `url:`)",
+            path.display()
+        )
+    })
+}
+
+async fn query(name: String, url: String) -> HostStatus {
+    let mut status = HostStatus {
+        host: name,
+        url: url.clone(),
+        reachable: false,
+        comfyui_version: None,
+        device: None,
+        memory_unified: false,
+        memory_total_bytes: None,
+        memory_free_bytes: None,
+        queue_running: None,
+        queue_pending: None,
+        error: None,
+    };
+    let client = match Client::new(&url) {
+        Ok(c) => c,
+        Err(e) => {
+            status.error = Some(format!("{e:#}"));
+            return status;
+        }
+    };
+    let (stats, queue) = tokio::join!(client.system_stats(), client.queue());
+    match stats {
+        Ok(stats) => {
+            status.reachable = true;
+            status.comfyui_version = stats.system.comfyui_version.clone();
+            if let Some(dev) = stats.devices.first() {
+                status.device = Some(dev.name.clone());
+                status.memory_unified = dev.name.contains("GB10");
+                status.memory_total_bytes = dev.vram_total;
+                status.memory_free_bytes = dev.vram_free;
+            }
+            if status.memory_unified {
+                status.memory_total_bytes = stats.system.ram_total.or(status.memory_total_bytes);
+                status.memory_free_bytes = stats.system.ram_free.or(status.memory_free_bytes);
+            }
+        }
+        Err(e) => status.error = Some(format!("{e:#}")),
+    }
+    if let Ok(q) = queue {
+        status.queue_running = Some(q.queue_running.len());
+        status.queue_pending = Some(q.queue_pending.len());
+    }
+    status
+}
+
+/// Query every `(name, url)` at once.
+pub fn query_all(targets: Vec<(String, String)>) -> Result<Vec<HostStatus>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(futures_util::future::join_all(
+        targets.into_iter().map(|(n, u)| query(n, u)),
+    )))
+}
+
+pub fn render(rows: &[HostStatus]) -> String {
+    let gb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} GB", b as f64 / 1e9));
+    let mut table = vec![[
+        "HOST",
+        "URL",
+        "STATE",
+        "VERSION",
+        "DEVICE",
+        "MEMORY (free/total)",
+        "QUEUE (run/pend)",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in rows {
+        table.push(vec![
+            r.host.clone(),
+            r.url.clone(),
+            if r.reachable {
+                "up".into()
+            } else {
+                "unreachable".into()
+            },
+            r.comfyui_version.clone().unwrap_or_else(|| "-".into()),
+            r.device.clone().unwrap_or_else(|| "-".into()),
+            match r.memory_total_bytes {
+                Some(_) => format!(
+                    "{}/{}{}",
+                    gb(r.memory_free_bytes),
+                    gb(r.memory_total_bytes),
+                    if r.memory_unified { " unified" } else { "" }
+                ),
+                None => "-".into(),
+            },
+            match (r.queue_running, r.queue_pending) {
+                (Some(a), Some(b)) => format!("{a}/{b}"),
+                _ => "-".into(),
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out += "\n";
+    }
+    for r in rows.iter().filter(|r| r.error.is_some()) {
+        out += &format!("{}: {}\n", r.host, r.error.as_deref().unwrap_or(""));
+    }
+    out
+}

@@ -1,0 +1,168 @@
+//! A change to a host is a step: a read-only check first, then (unless `--dry-run`) the change.
+//! Each reports ok / would-change (with a diff) / changed / skipped / failed, as Ansible does.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+
+use crate::host::Host;
+use crate::ui::HintExt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    WouldChange,
+    Changed,
+    Skipped,
+    Failed,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::WouldChange => "would change",
+            Outcome::Changed => "changed",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl StepReport {
+    pub fn new(name: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> StepReport {
+        StepReport {
+            name: name.into(),
+            outcome,
+            detail: detail.into(),
+            diff: None,
+        }
+    }
+}
+
+/// How a step may act.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    pub dry_run: bool,
+    /// Replace a file whose content differs (`--yes`, or the operator said yes at a prompt).
+    pub replace: Replace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    Yes,
+    /// Ask on a terminal; refuse otherwise.
+    Ask,
+}
+
+/// A file that must hold exactly `content`.
+pub struct FileStep<'a> {
+    pub path: PathBuf,
+    pub content: &'a str,
+    pub mode: Option<u32>,
+}
+
+pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{} (on host)", path.display()),
+            &format!("{} (wanted)", path.display()),
+        )
+        .to_string()
+}
+
+/// `<file>.bak-YYYYmmdd-HHMMSS` beside the file.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!("{name}.bak-{stamp}"))
+}
+
+impl FileStep<'_> {
+    pub fn run(
+        &self,
+        host: &dyn Host,
+        mode: Mode,
+        printer: &crate::ui::Printer,
+    ) -> Result<StepReport> {
+        let name = self.path.display().to_string();
+        let current = host.read_opt(&self.path)?;
+        let Some(current) = current else {
+            if mode.dry_run {
+                let mut r = StepReport::new(name, Outcome::WouldChange, "would create");
+                r.diff = Some(unified_diff(&self.path, "", self.content));
+                return Ok(r);
+            }
+            host.write_atomic(&self.path, self.content.as_bytes(), self.mode)?;
+            return Ok(StepReport::new(name, Outcome::Changed, "created"));
+        };
+        let old = String::from_utf8_lossy(&current);
+        if old == self.content {
+            return Ok(StepReport::new(name, Outcome::Ok, "unchanged"));
+        }
+        let diff = unified_diff(&self.path, &old, self.content);
+        if mode.dry_run {
+            let mut r = StepReport::new(name, Outcome::WouldChange, "would replace (backup kept)");
+            r.diff = Some(diff);
+            return Ok(r);
+        }
+        if mode.replace == Replace::Ask {
+            printer.status(&diff);
+            let question = format!("replace `{}` on {}?", self.path.display(), host.name());
+            if !printer.confirm(&question)? {
+                return Err(anyhow!("`{}` on {} differs from what lifeos-spark would write", self.path.display(), host.name()))
+                    .hint("review the diff above, then re-run with `--yes` to replace it (a timestamped backup is kept)");
+            }
+        }
+        let backup = backup_path(&self.path);
+        host.write_atomic(&backup, &current, None)?;
+        host.write_atomic(&self.path, self.content.as_bytes(), self.mode)?;
+        let mut r = StepReport::new(
+            name,
+            Outcome::Changed,
+            format!("replaced; backup at `{}`", backup.display()),
+        );
+        r.diff = Some(diff);
+        Ok(r)
+    }
+}
+
+/// One line per step (`ok`, `changed`, ...), diffs under the steps that have one.
+pub fn render(reports: &[StepReport], printer: &crate::ui::Printer) -> String {
+    use console::Style;
+    let mut out = String::new();
+    for r in reports {
+        let style = match r.outcome {
+            Outcome::Ok | Outcome::Skipped => Style::new().green(),
+            Outcome::WouldChange | Outcome::Changed => Style::new().yellow(),
+            Outcome::Failed => Style::new().red().bold(),
+        };
+        let label = format!("{:12}", r.outcome.label());
+        out += &format!(
+            "{} {}: {}\n",
+            printer.style(style, &label),
+            r.name,
+            r.detail
+        );
+        if let Some(diff) = &r.diff {
+            out += diff;
+        }
+    }
+    out
+}
