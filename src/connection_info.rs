@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::file_change::{unified_diff, FileChange, StepStatus};
+use crate::file_change::FileChange;
 use crate::gpu::{self, Gpu, Probe, Profile};
 use crate::host::{Command, Host};
+use crate::step::{unified_diff, Outcome};
 use crate::ui::HintExt;
 
 const SETUP_DATE: &str = "Setup Date: ";
@@ -39,7 +40,7 @@ pub struct ConnectionInfo {
 pub struct Report {
     pub host: String,
     pub path: PathBuf,
-    pub status: StepStatus,
+    pub status: Outcome,
     pub info: ConnectionInfo,
     /// The file as written (or as it would be written).
     pub text: String,
@@ -87,11 +88,11 @@ pub fn run(host: &dyn Host, opts: &Options) -> Result<Report> {
         .unwrap_or_default();
     let diff = unified_diff(&path, &before, &text);
     let status = match (change.is_noop(), opts.dry_run) {
-        (true, _) => StepStatus::Ok,
-        (false, true) => StepStatus::WouldChange,
+        (true, _) => Outcome::Ok,
+        (false, true) => Outcome::WouldChange,
         (false, false) => {
             change.apply(host, 0o644, false)?;
-            StepStatus::Changed
+            Outcome::Changed
         }
     };
     Ok(Report {

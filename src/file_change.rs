@@ -1,35 +1,15 @@
 //! One file on a host replaced by new content, as a step: plan (read-only: what is there, the
 //! diff), then apply (atomic write that keeps mode and owner, and optionally a backup of the
-//! old bytes beside it). `env set` and `connection-info` are both this step.
+//! old bytes beside it). `env set`, `connection-info` and `workflows restore --force` use it.
+//! Unlike `step::FileStep` it keeps the owner, gives the backup the file's own mode (a `.env`
+//! backup holds the same secrets) and computes the new content from the current one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use crate::host::{temp_sibling, Command, FileStat, Host};
 use crate::ui::HintExt;
-
-/// How a step ended, in the words Ansible operators read fluently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepStatus {
-    /// Already as wanted.
-    Ok,
-    /// `--dry-run`: the check found a change to make.
-    WouldChange,
-    Changed,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Ok => "ok",
-            StepStatus::WouldChange => "would-change",
-            StepStatus::Changed => "changed",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct FileChange {
@@ -121,39 +101,18 @@ impl FileChange {
     }
 }
 
-/// `<path>.bak-<YYYYmmdd-HHMMSS>`, with `-2`, `-3`... when one from the same second exists.
-pub fn backup_path(host: &dyn Host, path: &Path) -> Result<PathBuf> {
-    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` has no file name", path.display()))?
-        .to_string_lossy();
-    let mut n = 1;
-    loop {
-        let suffix = if n == 1 {
-            String::new()
-        } else {
-            format!("-{n}")
-        };
-        let candidate = path.with_file_name(format!("{name}.bak-{stamp}{suffix}"));
+/// `step::backup_path`, made unique with `-2`, `-3`...: two edits within one second must not
+/// overwrite the first backup (the one holding the original).
+fn backup_path(host: &dyn Host, path: &Path) -> Result<PathBuf> {
+    let base = crate::step::backup_path(path);
+    let mut candidate = base.clone();
+    for n in 2.. {
         if host.stat(&candidate)?.is_none() {
-            return Ok(candidate);
+            break;
         }
-        n += 1;
+        let mut name = base.clone().into_os_string();
+        name.push(format!("-{n}"));
+        candidate = PathBuf::from(name);
     }
-}
-
-/// A unified diff (`--- PATH` / `+++ PATH`, as `diff -u` names one file), empty when nothing
-/// differs.
-pub fn unified_diff(path: &Path, before: &str, after: &str) -> String {
-    if before == after {
-        return String::new();
-    }
-    let label = path.display().to_string();
-    similar::TextDiff::from_lines(before, after)
-        .unified_diff()
-        .context_radius(3)
-        .header(&label, &label)
-        .missing_newline_hint(true)
-        .to_string()
+    Ok(candidate)
 }

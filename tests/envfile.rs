@@ -1,4 +1,7 @@
-//! `env set|get|show` run as the built binary against real files in temp folders.
+//! `env set|get|show` run as the built binary against real files in temp folders, and over
+//! SSH against a real sshd.
+
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -268,4 +271,78 @@ fn owner_is_kept_when_root_edits() {
     );
     let bak = fs::metadata(&backups(dir.path())[0]).unwrap();
     assert_eq!((bak.uid(), bak.gid()), (4321, 4322));
+}
+
+#[test]
+fn two_quick_edits_keep_the_original_in_a_backup() {
+    let (dir, _env) = fixture_dir(0o600);
+    ok_set(dir.path(), "COMFYUI_TIMEOUT=901");
+    ok_set(dir.path(), "COMFYUI_TIMEOUT=902");
+    let baks = backups(dir.path());
+    assert_eq!(baks.len(), 2, "{baks:?}");
+    let contents: Vec<_> = baks.iter().map(|b| text(&fs::read(b).unwrap())).collect();
+    assert!(
+        contents.contains(&FIXTURE.to_string()),
+        "the original is lost"
+    );
+}
+
+fn ok_set(dir: &Path, assignment: &str) {
+    let out = lifeos(dir, &["env", "set", assignment, "--file", ".env"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `env set --host`: the file is edited on the SSH host, through SFTP and `mv`, not locally.
+#[test]
+fn set_over_ssh_edits_the_remote_file_in_place() {
+    use support::*;
+    let client = ClientHome::new();
+    let Some(server) = SshServer::start(SshServerConfig {
+        gpu_profile: None,
+        docker_host: None,
+        authorized_keys: vec![client.public_key()],
+    }) else {
+        return;
+    };
+    client.add_alias("lifeos-box", &server);
+    client.trust(&server);
+    let remote = server.home().join(".env");
+    fs::write(&remote, FIXTURE).unwrap();
+    fs::set_permissions(&remote, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = client
+        .lifeos()
+        .args([
+            "--host",
+            "lifeos-box",
+            "env",
+            "set",
+            "COMFYUI_URL=http://192.168.1.101:8188",
+        ])
+        .args(["--file", "~/.env"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        text(&fs::read(&remote).unwrap()),
+        FIXTURE.replace("192.168.1.100", "192.168.1.101")
+    );
+    assert_eq!(fs::metadata(&remote).unwrap().mode() & 0o777, 0o600);
+    let baks = backups(&server.home());
+    assert_eq!(baks.len(), 1);
+    assert_eq!(fs::metadata(&baks[0]).unwrap().mode() & 0o777, 0o600);
+    assert!(!client.path().join(".env").exists());
+    let get = client
+        .lifeos()
+        .args([
+            "--host",
+            "lifeos-box",
+            "env",
+            "get",
+            "COMFYUI_URL",
+            "--file",
+            "~/.env",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&get.stdout), "http://192.168.1.101:8188\n");
 }

@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: ConnectionInfoArgs) -> Result<ExitCode> {
     }
     ctx.printer.status(format!(
         "{}: `{}` on {}",
-        report.status.as_str(),
+        report.status.label(),
         report.path.display(),
         report.host
     ));

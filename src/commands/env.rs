@@ -83,7 +83,7 @@ fn print_set(ctx: &Context, report: &envfile::SetReport) -> Result<()> {
         .unwrap_or_default();
     ctx.printer.status(format!(
         "{}: `{}` on {}{backup}",
-        report.status.as_str(),
+        report.status.label(),
         report.path.display(),
         report.host
     ));

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::file_change::{unified_diff, FileChange, StepStatus};
+use crate::file_change::FileChange;
 use crate::host::Host;
+use crate::step::{unified_diff, Outcome};
 use crate::ui::HintExt;
 
 /// A new `.env` holds secrets: owner-only.
@@ -29,7 +30,7 @@ pub struct SetOptions {
 pub struct SetReport {
     pub host: String,
     pub path: PathBuf,
-    pub status: StepStatus,
+    pub status: Outcome,
     /// Keys whose value changed or that were added.
     pub changed_keys: Vec<String>,
     /// Unified diff, secret-looking values masked; empty when nothing changes.
@@ -94,12 +95,9 @@ pub fn set(host: &dyn Host, opts: &SetOptions) -> Result<SetReport> {
     let mask = |t: &str| dotenv::masked(t, is_secret);
     let diff = unified_diff(&path, &mask(before.as_deref().unwrap_or("")), &mask(&after));
     let (status, backup) = match (change.is_noop(), opts.dry_run) {
-        (true, _) => (StepStatus::Ok, None),
-        (false, true) => (StepStatus::WouldChange, None),
-        (false, false) => (
-            StepStatus::Changed,
-            change.apply(host, NEW_FILE_MODE, true)?,
-        ),
+        (true, _) => (Outcome::Ok, None),
+        (false, true) => (Outcome::WouldChange, None),
+        (false, false) => (Outcome::Changed, change.apply(host, NEW_FILE_MODE, true)?),
     };
     Ok(SetReport {
         host: host.name().to_string(),
