@@ -29,7 +29,7 @@ enum Action {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
+pub struct RestoreOutcome {
     /// Files written (new or replaced with `--force`); with `--dry-run`, those that would be.
     pub restored: Vec<String>,
     pub unchanged: Vec<String>,
@@ -43,12 +43,12 @@ pub struct Outcome {
 
 /// Writes (or, with `dry_run`, only plans) the archive's entries under `root` on `host`.
 pub struct Extractor<'a> {
-    pub host: &'a dyn Host,
-    pub root: PathBuf,
-    pub force: bool,
-    pub dry_run: bool,
+    host: &'a dyn Host,
+    root: PathBuf,
+    force: bool,
+    dry_run: bool,
     plan: BTreeMap<String, Action>,
-    pub outcome: Outcome,
+    pub outcome: RestoreOutcome,
 }
 
 impl<'a> Extractor<'a> {
@@ -59,7 +59,7 @@ impl<'a> Extractor<'a> {
             force,
             dry_run,
             plan: BTreeMap::new(),
-            outcome: Outcome::default(),
+            outcome: RestoreOutcome::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-pub use extract::Outcome;
+pub use extract::RestoreOutcome;
 pub use tree::Skipped;
 
 use crate::host::{temp_sibling, Host, RandomWrite};
@@ -46,7 +46,7 @@ pub struct RestoreReport {
     pub from: Option<String>,
     pub files: usize,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: RestoreOutcome,
     /// Files re-read on the host after writing and found equal to the manifest.
     pub verified: usize,
     /// What the source's backup left out (transfer only).
@@ -219,7 +219,7 @@ fn finish(
     host: &dyn Host,
     root: PathBuf,
     manifest: Manifest,
-    outcome: Outcome,
+    outcome: RestoreOutcome,
     from: Option<String>,
     skipped: Vec<Skipped>,
     dry_run: bool,
