@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod gpu;
 pub mod host;
 pub mod models;
+pub mod nodes;
 pub mod playbook;
 pub mod service;
 pub mod status;

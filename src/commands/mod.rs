@@ -1,6 +1,7 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
 mod doctor;
+mod nodes;
 mod service;
 
 use std::process::ExitCode;
@@ -85,6 +86,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Up(args) => service::up(&ctx, args),
         CommandName::Down(args) => service::down(&ctx, args),
         CommandName::Status(args) => service::status(&ctx, args),
+        CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)
