@@ -72,7 +72,8 @@ pub enum CommandName {
     /// Fetch, verify and list model files
     Models(NotYet),
     /// Install, list and verify custom nodes at pinned commits
-    Nodes(NotYet),
+    #[command(subcommand)]
+    Nodes(NodesCommand),
     /// Back up, restore and transfer workflows
     Workflows(WorkflowsArgs),
     /// Write ~/CONNECTION_INFO.txt on the host
@@ -244,6 +245,45 @@ pub struct StatusArgs {
     /// A YAML list of `{name, url}` to query as well
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// Clone each node at its pinned commit, install its requirements in the container
+    /// (PyTorch constrained), restart ComfyUI if anything changed
+    Install(NodesInstallArgs),
+    /// Pinned vs actual commit, local changes, requirements satisfied
+    List(NodesArgs),
+    /// Ask ComfyUI's /object_info whether each node's classes loaded
+    Verify(NodesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesInstallArgs {
+    #[command(flatten)]
+    pub common: NodesArgs,
+
+    /// Move clones that have local changes too (the changes are lost)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Only clone and check out; install no Python packages
+    #[arg(long)]
+    pub no_deps: bool,
 }
 
 /// Arguments of a command that later work fills in; accepted so the answer is "not

@@ -13,6 +13,7 @@ pub mod file_change;
 pub mod gpu;
 pub mod host;
 pub mod models;
+pub mod nodes;
 pub mod playbook;
 pub mod service;
 pub mod status;

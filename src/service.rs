@@ -218,6 +218,61 @@ impl<'a> Deployment<'a> {
         ))
     }
 
+    /// The running ComfyUI container's id, if any.
+    pub fn running_container(&self, docker: &Docker) -> Result<Option<String>> {
+        if self.host.stat(&self.compose_path())?.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .container(docker)?
+            .filter(|(_, running)| *running)
+            .map(|(id, _)| id))
+    }
+
+    /// `docker exec -i [-w DIR] ID ARGS...` on the host.
+    pub fn exec_cmd(
+        &self,
+        docker: &Docker,
+        id: &str,
+        workdir: Option<&str>,
+        args: &[String],
+    ) -> Command {
+        let mut argv = vec!["exec".to_string(), "-i".to_string()];
+        if let Some(dir) = workdir {
+            argv.extend(["-w".to_string(), dir.to_string()]);
+        }
+        argv.push(id.to_string());
+        argv.extend(args.iter().cloned());
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.docker_cmd(docker, &argv)
+    }
+
+    /// Restart ComfyUI (it loads custom nodes only at start) and wait until it answers.
+    pub fn restart(&self, docker: &Docker, url: &str, printer: &Printer) -> Result<StepReport> {
+        self.host
+            .run_ok(&self.compose_cmd(docker, &["restart", SERVICE])?)?;
+        let health = self.wait_healthy(docker, url, printer)?;
+        Ok(StepReport::new(
+            "restart",
+            Outcome::Changed,
+            format!("restarted; {}", health.detail),
+        ))
+    }
+
+    /// The container's log lines that mention `needle` (import errors of a custom node).
+    pub fn log_lines(&self, docker: &Docker, needle: &str) -> Vec<String> {
+        self.compose_cmd(docker, &["logs", "--no-color", SERVICE])
+            .and_then(|c| self.host.run(&c))
+            .map(|o| {
+                format!("{}{}", o.stdout_text(), o.stderr_text())
+                    .lines()
+                    .filter(|l| l.contains(needle))
+                    .map(|l| l.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn container(&self, docker: &Docker) -> Result<Option<(String, bool)>> {
         let out = self
             .host
@@ -299,7 +354,12 @@ impl<'a> Deployment<'a> {
         Ok(reports)
     }
 
-    fn wait_healthy(&self, docker: &Docker, url: &str, printer: &Printer) -> Result<StepReport> {
+    pub fn wait_healthy(
+        &self,
+        docker: &Docker,
+        url: &str,
+        printer: &Printer,
+    ) -> Result<StepReport> {
         let client = comfyui::Client::new(url)?;
         let timeout = Duration::from_secs(self.playbook.start_timeout);
         let spinner = printer.spinner(format!("waiting for ComfyUI at {url}"));

@@ -3,6 +3,7 @@
 mod connection_info;
 mod doctor;
 mod env;
+mod nodes;
 mod service;
 mod workflows;
 
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Up(args) => service::up(&ctx, args),
         CommandName::Down(args) => service::down(&ctx, args),
         CommandName::Status(args) => service::status(&ctx, args),
+        CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)
