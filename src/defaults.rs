@@ -13,5 +13,5 @@ pub const ENV_FILE_VAR: &str = "LIFEOS_ENV_FILE";
 pub const CONNECTION_INFO: &str = "~/CONNECTION_INFO.txt";
 
 /// Workflow folders under the deployment root: the seed's own folder, and the one ComfyUI's
-/// UI saves into (`user/default/workflows` under the `basedir` volume).
-pub const WORKFLOW_FOLDERS: [&str; 2] = ["workflows", "basedir/user/default/workflows"];
+/// UI saves into (`user/default/workflows`; `user/` is mounted at /opt/ComfyUI/user).
+pub const WORKFLOW_FOLDERS: [&str; 2] = ["workflows", "user/default/workflows"];

@@ -64,7 +64,7 @@ fn sample_root(dir: &Path) -> PathBuf {
     fs::write(w.join("private.json"), "secret-ish").unwrap();
     fs::set_permissions(w.join("private.json"), fs::Permissions::from_mode(0o600)).unwrap();
     symlink("/etc/passwd", w.join("escape-link")).unwrap();
-    let ui = root.join("basedir/user/default/workflows");
+    let ui = root.join("user/default/workflows");
     fs::create_dir_all(&ui).unwrap();
     fs::write(ui.join("saved from UI.json"), "[1,2,3]").unwrap();
     fs::create_dir_all(root.join("models/checkpoints")).unwrap();
@@ -102,7 +102,7 @@ fn workflows_only(
 ) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
     snap.into_iter()
         .filter(|(p, _)| {
-            p.starts_with("workflows") || p.starts_with("basedir/user/default/workflows")
+            p.starts_with("workflows") || p.starts_with("user/default/workflows")
         })
         .filter(|(p, _)| p != "workflows/escape-link")
         .map(|(p, (mode, data))| (p, (if data.is_none() { 0 } else { mode }, data)))

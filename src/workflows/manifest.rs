@@ -156,7 +156,7 @@ mod tests {
         for ok in [
             "workflows",
             "workflows/a b/é.json",
-            "basedir/user/default/workflows/x.json",
+            "user/default/workflows/x.json",
         ] {
             check_path(ok).unwrap();
         }
