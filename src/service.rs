@@ -340,16 +340,37 @@ impl<'a> Deployment<'a> {
         mode: Mode,
         printer: &Printer,
     ) -> Result<Vec<StepReport>> {
+        let docker = self.ready_for_gpu()?;
+        let mut reports = self.write_files(&docker, mode, printer)?;
+        reports.extend(self.start(&docker, url, rebuild, mode, printer)?);
+        Ok(reports)
+    }
+
+    /// Docker, refusing a GPU service when it has no NVIDIA runtime.
+    pub fn ready_for_gpu(&self) -> Result<Docker> {
         let docker = ready_docker(self.host)?;
         if self.opts.gpu && !docker.nvidia_runtime {
             return Err(anyhow!("{} has no NVIDIA runtime in Docker, and the service asks for a GPU", self.host.name()))
                 .hint("install the NVIDIA Container Toolkit (`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`), or use `--gpu none` for a CPU-only test service");
         }
-        let mut reports = self.write_files(&docker, mode, printer)?;
-        reports.push(self.image_step(&docker, rebuild, mode, printer)?);
-        reports.push(self.start_step(&docker, mode)?);
+        Ok(docker)
+    }
+
+    /// With the files in place: build the image if missing, start, wait for `/system_stats`.
+    pub fn start(
+        &self,
+        docker: &Docker,
+        url: &str,
+        rebuild: bool,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<Vec<StepReport>> {
+        let mut reports = vec![
+            self.image_step(docker, rebuild, mode, printer)?,
+            self.start_step(docker, mode)?,
+        ];
         if !mode.dry_run {
-            reports.push(self.wait_healthy(&docker, url, printer)?);
+            reports.push(self.wait_healthy(docker, url, printer)?);
         }
         Ok(reports)
     }

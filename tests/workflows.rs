@@ -101,9 +101,7 @@ fn workflows_only(
     snap: BTreeMap<String, (u32, Option<Vec<u8>>)>,
 ) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
     snap.into_iter()
-        .filter(|(p, _)| {
-            p.starts_with("workflows") || p.starts_with("user/default/workflows")
-        })
+        .filter(|(p, _)| p.starts_with("workflows") || p.starts_with("user/default/workflows"))
         .filter(|(p, _)| p != "workflows/escape-link")
         .map(|(p, (mode, data))| (p, (if data.is_none() { 0 } else { mode }, data)))
         .collect()
