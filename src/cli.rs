@@ -70,7 +70,7 @@ pub enum CommandName {
     /// ComfyUI's version, device, memory and queue on each host
     Status(StatusArgs),
     /// Fetch, verify and list model files
-    Models(NotYet),
+    Models(ModelsArgs),
     /// Install, list and verify custom nodes at pinned commits
     #[command(subcommand)]
     Nodes(NodesCommand),
@@ -311,4 +311,64 @@ impl CommandName {
             CommandName::Migrate(_) => "migrate",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download what is missing: resumable, verified, several files and connections at once
+    Pull(ModelsPullArgs),
+    /// Re-hash the files on the host: ok, missing, wrong-size or wrong-hash for each
+    Verify(ModelsVerifyArgs),
+    /// What the manifest holds, how big, and what is on the host
+    List(ModelSetArgs),
+}
+
+/// Which manifest, which files of it, and where they go.
+#[derive(Debug, Args)]
+pub struct ModelSetArgs {
+    /// Manifest on this machine [default: the embedded `manifests/sdxl-faceid.yaml`]
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<std::path::PathBuf>,
+
+    /// Deployment root on the host; `dest` in the manifest is relative to it
+    #[arg(long, default_value = crate::defaults::ROOT)]
+    pub root: String,
+
+    /// Only these ids of the manifest
+    #[arg(long, value_name = "ID,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Accept manifest entries without a sha256 (checked by size only)
+    #[arg(long)]
+    pub allow_unverified: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsPullArgs {
+    #[command(flatten)]
+    pub set: ModelSetArgs,
+
+    /// Files downloaded at once
+    #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Parallel range connections per file
+    #[arg(long, default_value_t = crate::defaults::MODEL_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub connections: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsVerifyArgs {
+    #[command(flatten)]
+    pub set: ModelSetArgs,
+
+    /// Files hashed at once
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }

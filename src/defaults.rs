@@ -15,3 +15,25 @@ pub const CONNECTION_INFO: &str = "~/CONNECTION_INFO.txt";
 /// Workflow folders under the deployment root: the seed's own folder, and the one ComfyUI's
 /// UI saves into (`user/default/workflows`; `user/` is mounted at /opt/ComfyUI/user).
 pub const WORKFLOW_FOLDERS: [&str; 2] = ["workflows", "user/default/workflows"];
+
+/// Hugging Face token (huggingface_hub's convention); read on the machine the tool runs on.
+pub const ENV_HF_TOKEN: &str = "HF_TOKEN";
+
+/// Where `huggingface-cli login` keeps the token: `$HF_HOME/token`, `$HF_HOME` defaulting to
+/// `~/.cache/huggingface`.
+pub const ENV_HF_HOME: &str = "HF_HOME";
+pub const HF_HOME: &str = "~/.cache/huggingface";
+
+/// A Hugging Face mirror; the token goes to this host instead of huggingface.co.
+pub const ENV_HF_ENDPOINT: &str = "HF_ENDPOINT";
+pub const HF_ENDPOINT: &str = "https://huggingface.co";
+
+/// Files downloaded at once by `models pull`.
+pub const MODEL_JOBS: u16 = 4;
+
+/// Parallel range connections per file: beats per-connection CDN caps (aria2's `-x8`).
+pub const MODEL_CONNECTIONS: u16 = 8;
+
+/// Bytes per range request of a segmented download. With the hash-order window of one piece
+/// per connection, a file holds at most `connections * piece` bytes in memory.
+pub const MODEL_PIECE_BYTES: u64 = 4 << 20;

@@ -3,6 +3,7 @@
 mod connection_info;
 mod doctor;
 mod env;
+mod models;
 mod nodes;
 mod service;
 mod workflows;
@@ -93,6 +94,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Down(args) => service::down(&ctx, args),
         CommandName::Status(args) => service::status(&ctx, args),
         CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
+        CommandName::Models(args) => models::run(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)

@@ -1,12 +1,22 @@
 //! The model manifest (`manifests/*.yaml`): which files, from where, to where, how big, which hash.
+//!
+//! Parsing is serde (typed, unknown fields refused); validation then checks what serde cannot
+//! (hex, duplicates, where `dest` points, URL schemes) and names the file, line, column and field
+//! of the offending value, found again in the text because serde_yaml keeps no spans.
 
-use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Component, Path};
+
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::ui::HintExt;
 
 /// The default manifest, embedded so the binary works on its own.
 pub const DEFAULT_MANIFEST: &str = include_str!("../../manifests/sdxl-faceid.yaml");
 pub const DEFAULT_MANIFEST_NAME: &str = "manifests/sdxl-faceid.yaml";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
@@ -15,7 +25,7 @@ pub struct Manifest {
     pub models: Vec<ModelFile>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
     pub id: String,
@@ -23,16 +33,59 @@ pub struct ModelFile {
     /// Relative to the deployment root.
     pub dest: String,
     pub size: u64,
+    /// Lowercase hex once validated; `None` only with `--allow-unverified`.
     pub sha256: Option<String>,
 }
 
+/// A validation failure: where it is and what to do about it.
+struct Problem {
+    index: usize,
+    field: &'static str,
+    message: String,
+    hint: String,
+}
+
 impl Manifest {
-    pub fn parse(text: &str, source: &str) -> anyhow::Result<Manifest> {
-        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("invalid manifest `{source}`: {e}"))
+    /// Parse and validate. `source` names the file in messages.
+    pub fn parse(text: &str, source: &str, allow_unverified: bool) -> Result<Manifest> {
+        let mut manifest: Manifest =
+            serde_yaml::from_str(text).map_err(|e| syntax_error(e, source))?;
+        if let Some(p) = manifest.problems(allow_unverified).into_iter().next() {
+            let model = &manifest.models[p.index];
+            let at = match locate(text, p.index, p.field) {
+                Some((line, col)) => format!("{source}:{line}:{col}"),
+                None => source.to_string(),
+            };
+            return Err(anyhow!(
+                "{at}: `models[{}].{}` (id `{}`): {}",
+                p.index,
+                p.field,
+                model.id,
+                p.message
+            ))
+            .hint(p.hint)
+            .with_context(|| format!("invalid manifest `{source}`"));
+        }
+        for m in &mut manifest.models {
+            m.sha256 = m.sha256.as_ref().map(|h| h.to_ascii_lowercase());
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest at `path` on this machine, or the embedded default.
+    pub fn load(path: Option<&Path>, allow_unverified: bool) -> Result<Manifest> {
+        match path {
+            None => Manifest::parse(DEFAULT_MANIFEST, DEFAULT_MANIFEST_NAME, allow_unverified),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read manifest `{}`", p.display()))?;
+                Manifest::parse(&text, &p.display().to_string(), allow_unverified)
+            }
+        }
     }
 
     pub fn default_set() -> Manifest {
-        Manifest::parse(DEFAULT_MANIFEST, DEFAULT_MANIFEST_NAME)
+        Manifest::parse(DEFAULT_MANIFEST, DEFAULT_MANIFEST_NAME, false)
             .expect("the embedded manifest is valid (checked by a test)")
     }
 
@@ -46,6 +99,170 @@ impl Manifest {
             .map(|m| m.size)
             .sum()
     }
+
+    /// The files named by `--only` (all when empty), in manifest order.
+    pub fn select(&self, only: &[String]) -> Result<Vec<ModelFile>> {
+        if let Some(unknown) = only
+            .iter()
+            .find(|id| !self.models.iter().any(|m| &m.id == *id))
+        {
+            let ids: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
+            return Err(anyhow!(crate::ui::UsageError(format!(
+                "`{unknown}` is not an id in manifest `{}`",
+                self.name
+            ))))
+            .hint(format!("known ids: {}", ids.join(", ")));
+        }
+        Ok(self
+            .models
+            .iter()
+            .filter(|m| only.is_empty() || only.contains(&m.id))
+            .cloned()
+            .collect())
+    }
+
+    fn problems(&self, allow_unverified: bool) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut ids = HashMap::new();
+        let mut dests = HashMap::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let mut problem = |field, message: String, hint: &str| {
+                out.push(Problem {
+                    index: i,
+                    field,
+                    message,
+                    hint: hint.to_string(),
+                })
+            };
+            if let Some(first) = ids.insert(m.id.as_str(), i) {
+                problem(
+                    "id",
+                    format!("duplicate id, first used by `models[{first}]`"),
+                    "give every file its own id",
+                );
+            }
+            if let Some(first) = dests.insert(normalize_dest(&m.dest), i) {
+                problem(
+                    "dest",
+                    format!("`{}` is also the dest of `models[{first}]`", m.dest),
+                    "give every file its own dest",
+                );
+            }
+            if let Err(why) = check_dest(&m.dest) {
+                problem("dest", why, "write dest relative to the deployment root, e.g. `models/checkpoints/x.safetensors`");
+            }
+            if let Err(why) = check_url(&m.url) {
+                problem("url", why, "use the file's `https://` download URL (on Hugging Face: `.../resolve/<revision>/<file>`)");
+            }
+            match &m.sha256 {
+                None if !allow_unverified => problem(
+                    "sha256",
+                    "missing: a file without a sha256 cannot be verified".to_string(),
+                    "add the sha256 (on Hugging Face: the file's page shows it as `SHA256`), or pass `--allow-unverified`",
+                ),
+                Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => problem(
+                    "sha256",
+                    format!("`{h}` is not a sha256 (64 hex digits)"),
+                    "copy the full sha256 of the file, e.g. from `sha256sum FILE`",
+                ),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn syntax_error(err: serde_yaml::Error, source: &str) -> anyhow::Error {
+    let text = err.to_string();
+    // serde_yaml appends " at line L column C"; the location goes in front, as compilers do.
+    let message = text
+        .rfind(" at line ")
+        .map_or(text.as_str(), |i| &text[..i]);
+    let at = match err.location() {
+        Some(l) => format!("{source}:{}:{}", l.line(), l.column()),
+        None => source.to_string(),
+    };
+    anyhow!("{at}: {message}")
+        .context(format!("invalid manifest `{source}`"))
+        .context(crate::ui::Hint(
+            "fields are name, description, models (id, url, dest, size, sha256); see `manifests/sdxl-faceid.yaml`".to_string(),
+        ))
+}
+
+fn normalize_dest(dest: &str) -> String {
+    Path::new(dest)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn check_dest(dest: &str) -> std::result::Result<(), String> {
+    let path = Path::new(dest);
+    if dest.trim().is_empty() {
+        return Err("empty".to_string());
+    }
+    if path.is_absolute() || dest.starts_with('~') {
+        return Err(format!(
+            "`{dest}` is absolute; it must stay inside the deployment root"
+        ));
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "`{dest}` contains `..` and could leave the deployment root"
+        ));
+    }
+    if dest.ends_with('/') {
+        return Err(format!("`{dest}` names a folder, not a file"));
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> std::result::Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    match parsed.scheme() {
+        "http" | "https" if parsed.host_str().is_some() => Ok(()),
+        "http" | "https" => Err(format!("`{url}` has no host")),
+        other => Err(format!(
+            "`{url}` uses `{other}:`; only http and https are fetched"
+        )),
+    }
+}
+
+/// Line and column (1-based) of `field` in the `index`-th entry of the block-style `models:`
+/// list, or of the entry itself when the field is absent. `None` for layouts it cannot follow
+/// (flow style); the message then names the file and field only.
+fn locate(text: &str, index: usize, field: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let list = lines.iter().position(|l| l.trim_end() == "models:")?;
+    let mut entries = Vec::new();
+    let mut item_indent = None;
+    for (n, line) in lines.iter().enumerate().skip(list + 1) {
+        let content = line.trim_start();
+        let indent = line.len() - content.len();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if indent == 0 && !content.starts_with('-') {
+            break;
+        }
+        if content.starts_with("- ") && *item_indent.get_or_insert(indent) == indent {
+            entries.push(n);
+        }
+    }
+    let start = *entries.get(index)?;
+    let end = entries.get(index + 1).copied().unwrap_or(lines.len());
+    let key = format!("{field}:");
+    for (n, line) in lines.iter().enumerate().take(end).skip(start) {
+        let content = line.trim_start().trim_start_matches("- ");
+        if let Some(rest) = content.strip_prefix(&key) {
+            let value_col = line.len() - rest.trim_start().len() + 1;
+            return Some((n + 1, value_col));
+        }
+    }
+    let first = lines[start];
+    Some((start + 1, first.len() - first.trim_start().len() + 1))
 }
 
 #[cfg(test)]
@@ -60,5 +277,111 @@ mod tests {
         assert_eq!(all, 13_872_302_586);
         // det_10g == scrfd_10g_bnkps and four more files are shared by buffalo_l and antelopev2.
         assert!(m.disk_bytes() < all);
+    }
+
+    const GOOD: &str = "name: t
+models:
+  - id: a
+    url: https://example.com/a.bin
+    dest: models/a.bin
+    size: 3
+    sha256: BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD
+  - id: b
+    url: https://example.com/b.bin
+    dest: models/b.bin
+    size: 3
+    sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+";
+
+    fn error_of(text: &str, allow_unverified: bool) -> String {
+        let err = Manifest::parse(text, "m.yaml", allow_unverified).unwrap_err();
+        crate::ui::Printer {
+            verbosity: crate::ui::Verbosity::Normal,
+            json: false,
+            color: false,
+            progress_bars: false,
+        }
+        .render_error(&err)
+    }
+
+    #[test]
+    fn valid_manifest_lowercases_hashes() {
+        let m = Manifest::parse(GOOD, "m.yaml", false).unwrap();
+        assert!(m.models[0].sha256.as_ref().unwrap().starts_with("ba7816"));
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_column() {
+        let text = GOOD.replace("    size: 3\n    sha256: ba", "    size: 3\n    sah256: ba");
+        let e = error_of(&text, false);
+        assert!(
+            e.contains("m.yaml:12:5: models[1]: unknown field `sah256`"),
+            "{e}"
+        );
+        assert!(e.contains("hint:"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_line_column_field_and_fix() {
+        let cases = [
+            (
+                GOOD.replace("size: 3\n    sha256: ba", "size: 3\n    sha256: zz"),
+                "m.yaml:12:13: `models[1].sha256` (id `b`): `zz7816bf",
+            ),
+            (
+                GOOD.replace("id: b", "id: a"),
+                "m.yaml:8:9: `models[1].id` (id `a`): duplicate id",
+            ),
+            (
+                GOOD.replace("dest: models/b.bin", "dest: ./models/a.bin"),
+                "m.yaml:10:11: `models[1].dest` (id `b`): `./models/a.bin` is also the dest",
+            ),
+            (
+                GOOD.replace("dest: models/b.bin", "dest: /etc/b.bin"),
+                "m.yaml:10:11: `models[1].dest` (id `b`): `/etc/b.bin` is absolute",
+            ),
+            (
+                GOOD.replace("dest: models/b.bin", "dest: models/../../b.bin"),
+                "`models[1].dest` (id `b`): `models/../../b.bin` contains `..`",
+            ),
+            (
+                GOOD.replace(
+                    "url: https://example.com/b.bin",
+                    "url: ftp://example.com/b.bin",
+                ),
+                "m.yaml:9:10: `models[1].url` (id `b`): `ftp://example.com/b.bin` uses `ftp:`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = error_of(&text, false);
+            assert!(e.starts_with("error: invalid manifest `m.yaml`"), "{e}");
+            assert!(e.contains(want), "want {want:?} in\n{e}");
+            assert!(e.contains("\nhint: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_sha256_needs_allow_unverified() {
+        let text = GOOD.replace(
+            "    sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
+            "",
+        );
+        let e = error_of(&text, false);
+        assert!(
+            e.contains("m.yaml:8:3: `models[1].sha256` (id `b`): missing"),
+            "{e}"
+        );
+        assert!(e.contains("--allow-unverified"), "{e}");
+        let m = Manifest::parse(&text, "m.yaml", true).unwrap();
+        assert_eq!(m.models[1].sha256, None);
+    }
+
+    #[test]
+    fn select_refuses_unknown_ids() {
+        let m = Manifest::parse(GOOD, "m.yaml", false).unwrap();
+        assert_eq!(m.select(&["b".into()]).unwrap()[0].id, "b");
+        assert_eq!(m.select(&[]).unwrap().len(), 2);
+        let e = m.select(&["c".into()]).unwrap_err();
+        assert!(e.downcast_ref::<crate::ui::UsageError>().is_some());
     }
 }

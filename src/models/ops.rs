@@ -1,0 +1,551 @@
+//! `models pull | verify | list` on one host.
+//!
+//! Over SSH the bytes travel through this machine: HTTP here, then SFTP positioned writes into
+//! the `.part` on the target, with the same resume, record and verification as a local pull.
+//! That needs nothing on the target but sshd (no curl, no Python, no token copied there), keeps
+//! the Hugging Face token on the operator's machine, and lets one code path be tested; the cost
+//! is that the data crosses this machine's link twice, which is what a LAN-attached Spark
+//! driven from a laptop on the same LAN can afford.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::fetch::{self, blocking, FetchOptions, Fetched, Interrupted, Request};
+use super::http::Transport;
+use super::hub::Hub;
+use super::manifest::{Manifest, ModelFile};
+use super::partial::{self, Resume};
+use super::progress::Progress;
+use super::report::*;
+use super::verify::{self, Stamp};
+use crate::host::{Command, Host};
+use crate::system;
+use crate::ui::{HintExt, Printer};
+
+/// Where the models go.
+pub struct Target {
+    pub host: Arc<dyn Host>,
+    /// The deployment root as given (`~` allowed).
+    pub root: String,
+}
+
+impl Target {
+    fn root(&self) -> Result<PathBuf> {
+        self.host.expand_home(&self.root)
+    }
+}
+
+pub struct PullOptions {
+    pub only: Vec<String>,
+    pub jobs: usize,
+    pub fetch: FetchOptions,
+    pub dry_run: bool,
+    pub hub: Hub,
+}
+
+/// What to do for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    Present,
+    /// There with the right size but no stamp: hash it, fetch it if wrong.
+    Check,
+    Fetch {
+        reused: u64,
+    },
+    /// Same sha256 as the file at this index: link or copy it once that one is in place.
+    Link {
+        from: usize,
+    },
+}
+
+pub fn pull(
+    target: &Target,
+    manifest: &Manifest,
+    opts: &PullOptions,
+    printer: &Printer,
+) -> Result<PullReport> {
+    let host = target.host.as_ref();
+    let root = target.root()?;
+    let files = manifest.select(&opts.only)?;
+    let dests: Vec<PathBuf> = files.iter().map(|f| root.join(&f.dest)).collect();
+    let mut plans = files
+        .iter()
+        .zip(&dests)
+        .map(|(f, d)| plan_file(host, f, d))
+        .collect::<Result<Vec<_>>>()?;
+    if !opts.dry_run {
+        check_unstamped(host, &files, &dests, &mut plans, printer)?;
+    }
+    link_duplicates(&files, &mut plans);
+    let needed_bytes = needed(&files, &plans);
+    let free_bytes = system::free_bytes(host, &root)?;
+    let mut report = PullReport {
+        manifest: manifest.name.clone(),
+        host: host.name().to_string(),
+        root: root.clone(),
+        dry_run: opts.dry_run,
+        needed_bytes,
+        free_bytes,
+        fetched_bytes: 0,
+        interrupted: false,
+        files: files
+            .iter()
+            .zip(&dests)
+            .zip(&plans)
+            .map(|((f, d), p)| entry(f, d, p, &files))
+            .collect(),
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if free_bytes < needed_bytes {
+        return Err(anyhow!(
+            "not enough free space under `{}` on {}: {} to download, {} free",
+            root.display(),
+            host.name(),
+            bytesize::ByteSize(needed_bytes),
+            bytesize::ByteSize(free_bytes)
+        ))
+        .hint("free some space, or choose a root on a larger disk with `--root`");
+    }
+    for (d, p) in dests.iter().zip(&plans) {
+        if *p != Plan::Present {
+            host.mkdir_p(d.parent().unwrap_or(&root))?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(execute(
+        target,
+        &files,
+        &dests,
+        &plans,
+        opts,
+        printer,
+        &mut report,
+    ))?;
+    report.fetched_bytes = report.files.iter().map(|f| f.fetched_bytes).sum();
+    Ok(report)
+}
+
+fn plan_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Plan> {
+    if let Some(stat) = host
+        .stat(dest)?
+        .filter(|s| s.size == file.size && !s.is_dir)
+    {
+        return Ok(match &file.sha256 {
+            None => Plan::Present,
+            Some(sha) if Stamp::is_current(host, dest, &stat, sha)? => Plan::Present,
+            Some(_) => Plan::Check,
+        });
+    }
+    let reused = partial::inspect(host, file, dest)?.bytes();
+    Ok(Plan::Fetch { reused })
+}
+
+/// Hash files that are there without a stamp; the right ones get a stamp, the others a fetch.
+fn check_unstamped(
+    host: &dyn Host,
+    files: &[ModelFile],
+    dests: &[PathBuf],
+    plans: &mut [Plan],
+    printer: &Printer,
+) -> Result<()> {
+    for ((file, dest), plan) in files.iter().zip(dests).zip(plans.iter_mut()) {
+        if *plan != Plan::Check {
+            continue;
+        }
+        printer.status(format!(
+            "verifying `{}` (already there, never verified)",
+            file.id
+        ));
+        let sha = verify::hash_file(host, dest)?;
+        *plan = if Some(&sha) == file.sha256.as_ref() {
+            Stamp::record(host, dest, &sha)?;
+            Plan::Present
+        } else {
+            printer.warn(format!(
+                "`{}` has other bytes than the manifest names; fetching it again",
+                dest.display()
+            ));
+            Plan::Fetch {
+                reused: partial::inspect(host, file, dest)?.bytes(),
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Identical files (same sha256) are fetched once: the others link to a present copy, or to
+/// the first one fetched.
+fn link_duplicates(files: &[ModelFile], plans: &mut [Plan]) {
+    let mut source: HashMap<&str, usize> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if let (Some(sha), Plan::Present | Plan::Check) = (&f.sha256, &plans[i]) {
+            source.entry(sha).or_insert(i);
+        }
+    }
+    for (i, f) in files.iter().enumerate() {
+        let Some(sha) = &f.sha256 else { continue };
+        if !matches!(plans[i], Plan::Fetch { .. }) {
+            continue;
+        }
+        match source.get(sha.as_str()) {
+            Some(&from) => plans[i] = Plan::Link { from },
+            None => {
+                source.insert(sha, i);
+            }
+        }
+    }
+}
+
+fn needed(files: &[ModelFile], plans: &[Plan]) -> u64 {
+    files
+        .iter()
+        .zip(plans)
+        .map(|(f, p)| match p {
+            Plan::Fetch { reused } => f.size - reused,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn entry(file: &ModelFile, dest: &Path, plan: &Plan, files: &[ModelFile]) -> PullEntry {
+    let (status, reused, same_as) = match plan {
+        Plan::Present => (PullStatus::Present, 0, None),
+        Plan::Check => (PullStatus::WouldVerify, 0, None),
+        Plan::Fetch { reused } => (PullStatus::WouldFetch, *reused, None),
+        Plan::Link { from } => (PullStatus::WouldLink, 0, Some(files[*from].id.clone())),
+    };
+    PullEntry {
+        id: file.id.clone(),
+        dest: dest.to_path_buf(),
+        size: file.size,
+        status,
+        fetched_bytes: 0,
+        reused_bytes: reused,
+        same_as,
+        error: None,
+        hint: None,
+        failure: None,
+    }
+}
+
+/// Fetch every `Fetch` file, `jobs` at a time, then the links; Ctrl-C / SIGTERM stops all
+/// of them cleanly (partials recorded).
+async fn execute(
+    target: &Target,
+    files: &[ModelFile],
+    dests: &[PathBuf],
+    plans: &[Plan],
+    opts: &PullOptions,
+    printer: &Printer,
+    report: &mut PullReport,
+) -> Result<()> {
+    let transport = Transport::new(opts.hub.clone())?;
+    let total = files
+        .iter()
+        .zip(plans)
+        .filter(|(_, p)| matches!(p, Plan::Fetch { .. }))
+        .map(|(f, _)| f.size)
+        .sum();
+    let progress = Progress::new(printer, total);
+    let (cancel_tx, cancel) = watch::channel(false);
+    let signals = tokio::spawn(watch_signals(cancel_tx));
+    let fetches = futures_util::stream::iter(
+        plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p, Plan::Fetch { .. })),
+    )
+    .map(|(i, _)| {
+        let request = Request {
+            transport: &transport,
+            host: target.host.clone(),
+            file: &files[i],
+            dest: dests[i].clone(),
+        };
+        let (progress, cancel) = (&progress, cancel.clone());
+        async move { (i, pull_one(request, &opts.fetch, progress, cancel).await) }
+    })
+    .buffer_unordered(opts.jobs.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    progress.finish();
+    signals.abort();
+    for (i, result) in fetches {
+        let e = &mut report.files[i];
+        match result {
+            Ok(f) => {
+                e.status = PullStatus::Fetched;
+                e.fetched_bytes = f.fetched;
+                e.reused_bytes = f.reused;
+            }
+            Err(err) => record_failure(e, err, &mut report.interrupted),
+        }
+    }
+    for (i, plan) in plans.iter().enumerate() {
+        if let Plan::Link { from } = plan {
+            let ready = matches!(
+                report.files[*from].status,
+                PullStatus::Present | PullStatus::Fetched
+            );
+            let result = match ready {
+                true => {
+                    link_or_copy(
+                        target.host.clone(),
+                        &dests[*from],
+                        &dests[i],
+                        files[i].sha256.clone(),
+                    )
+                    .await
+                }
+                false => Err(anyhow!("`{}` was not fetched", files[*from].id)),
+            };
+            let e = &mut report.files[i];
+            match result {
+                Ok(()) => e.status = PullStatus::Linked,
+                Err(_) if report.interrupted => e.status = PullStatus::Interrupted,
+                Err(err) => record_failure(e, err, &mut report.interrupted),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_failure(entry: &mut PullEntry, err: anyhow::Error, interrupted: &mut bool) {
+    if err.downcast_ref::<Interrupted>().is_some() {
+        *interrupted = true;
+        entry.status = PullStatus::Interrupted;
+        return;
+    }
+    entry.status = PullStatus::Failed;
+    let hint = err.downcast_ref::<crate::ui::Hint>().map(|h| h.0.clone());
+    let causes: Vec<String> = err
+        .chain()
+        .map(|e| e.to_string())
+        .filter(|m| Some(m) != hint.as_ref())
+        .collect();
+    entry.error = Some(causes.join(": "));
+    entry.hint = hint;
+    entry.failure = Some(err);
+}
+
+async fn watch_signals(cancel: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = cancel.send(true);
+}
+
+/// Fetch, check the hash, and only then give the file its name. A wrong hash removes the
+/// bytes and tries once more from zero.
+async fn pull_one(
+    req: Request<'_>,
+    opts: &FetchOptions,
+    progress: &Progress,
+    cancel: watch::Receiver<bool>,
+) -> Result<Fetched> {
+    let file = req.file;
+    let mut fetched_total = 0;
+    let started = std::time::Instant::now();
+    for attempt in 0..2 {
+        let fetched = fetch::fetch(&req, opts, progress, cancel.clone()).await?;
+        fetched_total += fetched.fetched;
+        let host = req.host.clone();
+        let dest = req.dest.clone();
+        if file.sha256.as_ref().is_none_or(|s| *s == fetched.sha256) {
+            let sha = fetched.sha256.clone();
+            blocking(move || finalize(host.as_ref(), &dest, &sha)).await?;
+            progress.finished(&file.id, fetched_total, started);
+            return Ok(Fetched {
+                fetched: fetched_total,
+                ..fetched
+            });
+        }
+        blocking(move || partial::discard(host.as_ref(), &dest)).await?;
+        let expected = file.sha256.as_deref().unwrap_or_default();
+        if attempt == 0 {
+            progress.line(&format!("warning: `{}` arrived with sha256 {}, expected {expected}; removed, fetching again from zero", file.id, fetched.sha256));
+            continue;
+        }
+        return Err(anyhow!("sha256 mismatch for `{}`: expected {expected}, got {} (twice; the bad bytes were removed)", file.id, fetched.sha256))
+            .hint("the server sends other bytes than the manifest names: check `sha256` and `url` of this file in the manifest");
+    }
+    unreachable!("the loop returns on its second pass")
+}
+
+/// The `.part` becomes the file: sync happened in the sink; rename, stamp, drop the record.
+fn finalize(host: &dyn Host, dest: &Path, sha256: &str) -> Result<()> {
+    host.rename(&partial::part_path(dest), dest)?;
+    Stamp::record(host, dest, sha256)?;
+    host.remove_file(&partial::state_path(dest))
+}
+
+/// A second name for the same bytes: a hard link, or a copy across filesystems.
+async fn link_or_copy(
+    host: Arc<dyn Host>,
+    from: &Path,
+    to: &Path,
+    sha256: Option<String>,
+) -> Result<()> {
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    blocking(move || {
+        let from_s = from.to_str().context("path is not UTF-8")?;
+        let to_s = to.to_str().context("path is not UTF-8")?;
+        let linked = host.run(&Command::new("ln").args(["-f", from_s, to_s]))?;
+        if !linked.success() {
+            host.run_ok(&Command::new("cp").args(["-f", from_s, to_s]))?;
+        }
+        if let Some(sha) = sha256 {
+            Stamp::record(host.as_ref(), &to, &sha)?;
+        }
+        partial::discard(host.as_ref(), &to)
+    })
+    .await
+}
+
+/// Re-hash every file on the target, `jobs` at a time.
+pub fn verify(
+    target: &Target,
+    manifest: &Manifest,
+    only: &[String],
+    jobs: usize,
+    printer: &Printer,
+) -> Result<VerifyReport> {
+    let host = target.host.as_ref();
+    let root = target.root()?;
+    let files = manifest.select(only)?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<VerifyEntry>>>> =
+        files.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, files.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(file) = files.get(i) else { break };
+                let entry = verify_file(host, file, &root.join(&file.dest));
+                if let Ok(e) = &entry {
+                    printer.status(format!(
+                        "verified `{}`: {}",
+                        e.id,
+                        serde_json::to_value(e.status)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or("?")
+                    ));
+                }
+                *results[i].lock().expect("result slot") = Some(entry);
+            });
+        }
+    });
+    let files = results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .expect("result slot")
+                .expect("every file verified")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(VerifyReport {
+        manifest: manifest.name.clone(),
+        host: host.name().to_string(),
+        root,
+        ok: files
+            .iter()
+            .all(|f| matches!(f.status, VerifyStatus::Ok | VerifyStatus::SizeOnly)),
+        files,
+    })
+}
+
+fn verify_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<VerifyEntry> {
+    let mut entry = VerifyEntry {
+        id: file.id.clone(),
+        dest: dest.to_path_buf(),
+        status: VerifyStatus::Missing,
+        size: file.size,
+        actual_size: None,
+        sha256: file.sha256.clone(),
+        actual_sha256: None,
+    };
+    let Some(stat) = host.stat(dest)?.filter(|s| !s.is_dir) else {
+        return Ok(entry);
+    };
+    entry.actual_size = Some(stat.size);
+    if stat.size != file.size {
+        entry.status = VerifyStatus::WrongSize;
+        return Ok(entry);
+    }
+    let Some(expected) = &file.sha256 else {
+        entry.status = VerifyStatus::SizeOnly;
+        return Ok(entry);
+    };
+    let actual = verify::hash_file(host, dest)?;
+    entry.status = if actual == *expected {
+        Stamp::record(host, dest, &actual)?;
+        VerifyStatus::Ok
+    } else {
+        VerifyStatus::WrongHash
+    };
+    entry.actual_sha256 = Some(actual);
+    Ok(entry)
+}
+
+/// What the manifest holds and what of it is on the target (stamps only; no hashing).
+pub fn list(target: &Target, manifest: &Manifest, only: &[String]) -> Result<ListReport> {
+    let host = target.host.as_ref();
+    let root = target.root()?;
+    let mut entries = Vec::new();
+    for file in manifest.select(only)? {
+        let dest = root.join(&file.dest);
+        let (state, partial_bytes) = match host
+            .stat(&dest)?
+            .filter(|s| s.size == file.size && !s.is_dir)
+        {
+            Some(stat) => match &file.sha256 {
+                Some(sha) if !Stamp::is_current(host, &dest, &stat, sha)? => {
+                    (ListState::Unverified, 0)
+                }
+                _ => (ListState::Present, 0),
+            },
+            None => match partial::inspect(host, &file, &dest)? {
+                Resume::Fresh => (ListState::Missing, 0),
+                r => (ListState::Partial, r.bytes()),
+            },
+        };
+        entries.push(ListEntry {
+            id: file.id.clone(),
+            dest,
+            url: file.url.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            state,
+            partial_bytes,
+        });
+    }
+    Ok(ListReport {
+        manifest: manifest.name.clone(),
+        description: manifest.description.clone(),
+        host: host.name().to_string(),
+        root,
+        total_bytes: entries.iter().map(|e| e.size).sum(),
+        disk_bytes: manifest.disk_bytes(),
+        present_bytes: entries
+            .iter()
+            .filter(|e| e.state == ListState::Present)
+            .map(|e| e.size)
+            .sum(),
+        files: entries,
+    })
+}

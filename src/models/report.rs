@@ -1,0 +1,248 @@
+//! What `models pull|verify|list` report: typed for `--json`, rendered as tables otherwise.
+
+use std::path::PathBuf;
+
+use bytesize::ByteSize;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullStatus {
+    /// Already there and verified (stamp, or hashed now).
+    Present,
+    Fetched,
+    /// Same bytes as another file: hard link (or copy) of it.
+    Linked,
+    WouldFetch,
+    WouldLink,
+    /// There with the right size but never verified: `--dry-run` does not hash.
+    WouldVerify,
+    Failed,
+    /// Stopped by Ctrl-C / SIGTERM (or never started because of it).
+    Interrupted,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullEntry {
+    pub id: String,
+    pub dest: PathBuf,
+    pub size: u64,
+    pub status: PullStatus,
+    pub fetched_bytes: u64,
+    /// Bytes a previous run had already downloaded.
+    pub reused_bytes: u64,
+    /// For linked files: the id whose bytes they share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip)]
+    pub failure: Option<anyhow::Error>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullReport {
+    pub manifest: String,
+    pub host: String,
+    pub root: PathBuf,
+    pub dry_run: bool,
+    /// Bytes still to download when the pull started.
+    pub needed_bytes: u64,
+    pub free_bytes: u64,
+    pub fetched_bytes: u64,
+    pub interrupted: bool,
+    pub files: Vec<PullEntry>,
+}
+
+impl PullReport {
+    pub fn failed(&self) -> bool {
+        self.files.iter().any(|f| f.status == PullStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyStatus {
+    Ok,
+    Missing,
+    WrongSize,
+    WrongHash,
+    /// Right size, but the manifest has no sha256 (`--allow-unverified`).
+    SizeOnly,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyEntry {
+    pub id: String,
+    pub dest: PathBuf,
+    pub status: VerifyStatus,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_size: Option<u64>,
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_sha256: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub manifest: String,
+    pub host: String,
+    pub root: PathBuf,
+    pub ok: bool,
+    pub files: Vec<VerifyEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListState {
+    /// There, and verified since it last changed.
+    Present,
+    /// There with the right size, never verified (`models verify` will tell).
+    Unverified,
+    /// A resumable `.part`.
+    Partial,
+    Missing,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListEntry {
+    pub id: String,
+    pub dest: PathBuf,
+    pub url: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub state: ListState,
+    pub partial_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListReport {
+    pub manifest: String,
+    pub description: String,
+    pub host: String,
+    pub root: PathBuf,
+    pub total_bytes: u64,
+    /// Bytes on disk once complete (identical files stored once).
+    pub disk_bytes: u64,
+    pub present_bytes: u64,
+    pub files: Vec<ListEntry>,
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out += &line(row);
+    }
+    out
+}
+
+fn kebab(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub fn render_pull(r: &PullReport) -> String {
+    let rows = r
+        .files
+        .iter()
+        .map(|f| {
+            let note = match (&f.same_as, f.reused_bytes) {
+                (Some(other), _) => format!("same bytes as `{other}`"),
+                (None, 0) => String::new(),
+                (None, n) => format!("resumed at {}", ByteSize(n)),
+            };
+            vec![
+                kebab(&f.status),
+                f.id.clone(),
+                ByteSize(f.size).to_string(),
+                note,
+            ]
+        })
+        .collect();
+    let mut out = table(&["STATUS", "ID", "SIZE", "NOTE"], rows);
+    let verb = if r.dry_run { "to fetch" } else { "fetched" };
+    let bytes = if r.dry_run {
+        r.needed_bytes
+    } else {
+        r.fetched_bytes
+    };
+    out += &format!(
+        "{} {verb} into `{}` on {} ({} free)\n",
+        ByteSize(bytes),
+        r.root.display(),
+        r.host,
+        ByteSize(r.free_bytes)
+    );
+    out
+}
+
+pub fn render_verify(r: &VerifyReport) -> String {
+    let rows = r
+        .files
+        .iter()
+        .map(|f| {
+            let detail = match f.status {
+                VerifyStatus::WrongSize => {
+                    format!("{} bytes, expected {}", f.actual_size.unwrap_or(0), f.size)
+                }
+                VerifyStatus::WrongHash => format!(
+                    "sha256 {}, expected {}",
+                    f.actual_sha256.as_deref().unwrap_or("?"),
+                    f.sha256.as_deref().unwrap_or("?")
+                ),
+                _ => f.dest.display().to_string(),
+            };
+            vec![kebab(&f.status), f.id.clone(), detail]
+        })
+        .collect();
+    table(&["STATUS", "ID", "DETAIL"], rows)
+}
+
+pub fn render_list(r: &ListReport) -> String {
+    let rows = r
+        .files
+        .iter()
+        .map(|f| {
+            let state = match f.state {
+                ListState::Partial => format!("partial ({})", ByteSize(f.partial_bytes)),
+                s => kebab(&s),
+            };
+            vec![
+                f.id.clone(),
+                ByteSize(f.size).to_string(),
+                state,
+                f.dest.display().to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(&["ID", "SIZE", "STATE", "DEST"], rows);
+    out += &format!(
+        "{}: {} of {} present under `{}` on {} ({} on disk when complete)\n",
+        r.manifest,
+        ByteSize(r.present_bytes),
+        ByteSize(r.total_bytes),
+        r.root.display(),
+        r.host,
+        ByteSize(r.disk_bytes)
+    );
+    out
+}

@@ -1,0 +1,94 @@
+//! Where downloaded bytes land: the `.part` on the target, through `Host::open_write`, so the
+//! same code writes a local file or a remote one over SFTP. `Host` is blocking, so one thread
+//! per file owns the open file; async workers hand it chunks through a bounded channel, which
+//! also slows the network down to the speed of the disk (or of the SSH link).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::host::Host;
+
+/// Chunks in flight between the network and the disk (each at most a few hundred KiB).
+const QUEUE: usize = 32;
+
+enum Op {
+    Write(u64, Bytes),
+    /// Sync the `.part`, then record this state: the record never names unsynced bytes.
+    Checkpoint(Vec<u8>),
+}
+
+pub struct Sink {
+    tx: mpsc::Sender<Op>,
+    result: oneshot::Receiver<Result<()>>,
+}
+
+/// The sender half, cloned into every worker.
+#[derive(Clone)]
+pub struct SinkHandle(mpsc::Sender<Op>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the writer of the `.part` file stopped")]
+pub struct SinkClosed;
+
+impl SinkHandle {
+    pub async fn write(&self, offset: u64, data: Bytes) -> Result<(), SinkClosed> {
+        self.0
+            .send(Op::Write(offset, data))
+            .await
+            .map_err(|_| SinkClosed)
+    }
+
+    pub async fn checkpoint(&self, record: Vec<u8>) -> Result<(), SinkClosed> {
+        self.0
+            .send(Op::Checkpoint(record))
+            .await
+            .map_err(|_| SinkClosed)
+    }
+}
+
+impl Sink {
+    /// Open `part` on `host` (never truncating: it may hold a resumable download) and size it
+    /// to `size` up front, so pieces can land anywhere.
+    pub fn open(host: Arc<dyn Host>, part: PathBuf, record: PathBuf, size: u64) -> Sink {
+        let (tx, mut rx) = mpsc::channel::<Op>(QUEUE);
+        let (result_tx, result) = oneshot::channel();
+        std::thread::spawn(move || {
+            let mut run = || -> Result<()> {
+                let mut file = host.open_write(&part)?;
+                let ctx = || format!("cannot write `{}` on {}", part.display(), host.name());
+                file.set_len(size).with_context(ctx)?;
+                while let Some(op) = rx.blocking_recv() {
+                    match op {
+                        Op::Write(offset, data) => {
+                            file.write_at(offset, &data).with_context(ctx)?
+                        }
+                        Op::Checkpoint(state) => {
+                            file.sync().with_context(ctx)?;
+                            host.write_atomic(&record, &state, Some(0o644))?;
+                        }
+                    }
+                }
+                file.sync().with_context(ctx)
+            };
+            let _ = result_tx.send(run());
+        });
+        Sink { tx, result }
+    }
+
+    pub fn handle(&self) -> SinkHandle {
+        SinkHandle(self.tx.clone())
+    }
+
+    /// Close the channel and wait until every queued chunk is written and synced; the first
+    /// write error, if any (a full disk, a dropped SSH connection).
+    pub async fn finish(self) -> Result<()> {
+        drop(self.tx);
+        self.result
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the writer thread panicked")))
+    }
+}

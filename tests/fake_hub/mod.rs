@@ -1,0 +1,343 @@
+//! An in-process HTTP file server with real Range / If-Range / ETag / Content-Range semantics
+//! and faults to inject, playing the Hugging Face hub (redirects, `X-Linked-*`, gated refusals)
+//! or the CDN behind it. It runs on its own thread and runtime, so tests can call the blocking
+//! library or spawn the binary.
+
+#![allow(dead_code)] // each test file uses a different part of it
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use sha2::{Digest, Sha256};
+
+/// What to do to the next GET of a path (consumed in order), or to every one.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Announce the full length, send this many body bytes, then cut the connection.
+    DropAfter(u64),
+    /// Answer with this status (and `Retry-After: 0` for 429/503).
+    Status(u16),
+    /// 403 with `X-Error-Code: GatedRepo`, as the hub answers for a gated repo.
+    Gated,
+    /// Ignore `Range`: 200 with the whole body.
+    IgnoreRange,
+    /// Serve the bytes with one flipped (the hash will not match).
+    Corrupt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+    pub authorization: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Clone)]
+struct File {
+    data: Bytes,
+    etag: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    files: Mutex<HashMap<String, File>>,
+    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    always: Mutex<Vec<Fault>>,
+    seen: Mutex<Vec<Seen>>,
+    body_bytes: AtomicU64,
+    /// Bytes per second per response, like nginx `limit_rate`.
+    rate: Mutex<Option<u64>>,
+    /// Redirect GET (and HEAD, unless `redirect_get_only`) to this base URL, as the hub does.
+    redirect: Mutex<Option<String>>,
+    redirect_get_only: Mutex<bool>,
+    /// Override `X-Linked-Etag` / `X-Linked-Size` on redirects.
+    linked: Mutex<(Option<String>, Option<u64>)>,
+}
+
+pub struct FakeHub {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Deterministic pseudo-random bytes (a model file stand-in).
+pub fn bytes_of(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+impl FakeHub {
+    pub fn start() -> FakeHub {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().fallback(handle).with_state(state);
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        FakeHub {
+            addr: rx.recv().unwrap(),
+            shared,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn put(&self, path: &str, data: Vec<u8>, etag: &str) {
+        self.shared.files.lock().unwrap().insert(
+            path.to_string(),
+            File {
+                data: data.into(),
+                etag: format!("\"{etag}\""),
+            },
+        );
+    }
+
+    pub fn fault(&self, path: &str, fault: Fault) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default()
+            .push_back(fault);
+    }
+
+    pub fn always(&self, fault: Fault) {
+        self.shared.always.lock().unwrap().push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+        self.shared.always.lock().unwrap().clear();
+    }
+
+    pub fn rate_limit(&self, bytes_per_sec: Option<u64>) {
+        *self.shared.rate.lock().unwrap() = bytes_per_sec;
+    }
+
+    /// Redirect to `cdn` (same paths there), as the hub does for LFS files.
+    pub fn redirect_to(&self, cdn: &FakeHub, get_only: bool) {
+        *self.shared.redirect.lock().unwrap() =
+            Some(format!("http://localhost:{}", cdn.addr.port()));
+        *self.shared.redirect_get_only.lock().unwrap() = get_only;
+    }
+
+    pub fn linked(&self, sha256: Option<&str>, size: Option<u64>) {
+        *self.shared.linked.lock().unwrap() = (sha256.map(str::to_string), size);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    pub fn gets(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == "GET")
+            .collect()
+    }
+
+    /// Body bytes handed to the network so far.
+    pub fn body_bytes(&self) -> u64 {
+        self.shared.body_bytes.load(Ordering::SeqCst)
+    }
+}
+
+async fn handle(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let path = uri.path().to_string();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut seen = Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        range: header("range"),
+        if_range: header("if-range"),
+        authorization: header("authorization"),
+        status: 0,
+    };
+    let response = answer(&s, &method, &path, &seen);
+    seen.status = response.status().as_u16();
+    s.seen.lock().unwrap().push(seen);
+    response
+}
+
+fn answer(s: &Arc<Shared>, method: &Method, path: &str, req: &Seen) -> Response<Body> {
+    let Some(file) = s.files.lock().unwrap().get(path).cloned() else {
+        return status(404);
+    };
+    let fault = if *method == Method::GET {
+        let queued = s
+            .faults
+            .lock()
+            .unwrap()
+            .get_mut(path)
+            .and_then(|q| q.pop_front());
+        queued.or_else(|| s.always.lock().unwrap().first().cloned())
+    } else {
+        None
+    };
+    match fault {
+        Some(Fault::Status(code)) => return status(code),
+        Some(Fault::Gated) => {
+            let mut r = status(403);
+            r.headers_mut()
+                .insert("x-error-code", HeaderValue::from_static("GatedRepo"));
+            return r;
+        }
+        _ => {}
+    }
+    let redirect = s.redirect.lock().unwrap().clone();
+    let get_only = *s.redirect_get_only.lock().unwrap();
+    if let Some(base) = redirect.filter(|_| *method == Method::GET || !get_only) {
+        let (sha, size) = s.linked.lock().unwrap().clone();
+        let mut r = status(302);
+        let h = r.headers_mut();
+        h.insert("location", format!("{base}{path}").parse().unwrap());
+        let sha = sha.unwrap_or_else(|| sha256_hex(&file.data));
+        h.insert("x-linked-etag", format!("\"{sha}\"").parse().unwrap());
+        h.insert(
+            "x-linked-size",
+            size.unwrap_or(file.data.len() as u64).into(),
+        );
+        return r;
+    }
+    let len = file.data.len() as u64;
+    let range = req
+        .range
+        .as_deref()
+        .filter(|_| !matches!(fault, Some(Fault::IgnoreRange)))
+        .filter(|_| req.if_range.as_ref().is_none_or(|v| *v == file.etag));
+    let (code, start, end) = match range.map(|r| parse_range(r, len)) {
+        None => (200, 0, len),
+        Some(Some((a, b))) => (206, a, b),
+        Some(None) => {
+            let mut r = status(416);
+            r.headers_mut()
+                .insert("content-range", format!("bytes */{len}").parse().unwrap());
+            return r;
+        }
+    };
+    let mut data = file.data.slice(start as usize..end as usize);
+    if matches!(fault, Some(Fault::Corrupt)) && !data.is_empty() {
+        let mut v = data.to_vec();
+        v[0] ^= 0xff;
+        data = v.into();
+    }
+    let mut builder = Response::builder()
+        .status(code)
+        .header("etag", &file.etag)
+        .header("accept-ranges", "bytes")
+        .header("content-length", end - start);
+    if code == 206 {
+        builder = builder.header("content-range", format!("bytes {start}-{}/{len}", end - 1));
+    }
+    if *method == Method::HEAD {
+        return builder.body(Body::empty()).unwrap();
+    }
+    let cut = match fault {
+        Some(Fault::DropAfter(n)) => Some(n.min(data.len() as u64 - 1) as usize),
+        _ => None,
+    };
+    let rate = *s.rate.lock().unwrap();
+    builder
+        .body(stream_body(s.clone(), data, cut, rate))
+        .unwrap()
+}
+
+/// The body in 16 KiB chunks, counted, optionally throttled, optionally cut short.
+fn stream_body(s: Arc<Shared>, data: Bytes, cut: Option<usize>, rate: Option<u64>) -> Body {
+    const CHUNK: usize = 16 << 10;
+    let stream = futures_util::stream::unfold(0usize, move |pos| {
+        let (s, data) = (s.clone(), data.clone());
+        async move {
+            if pos == usize::MAX {
+                return None;
+            }
+            let end = cut.unwrap_or(data.len());
+            if pos >= end {
+                // Let the bytes sent so far reach the client before the cut (an abort with
+                // unsent or unread data would reset the connection and lose them).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return cut.map(|_| {
+                    (
+                        Err(std::io::Error::other("fault: connection cut")),
+                        usize::MAX,
+                    )
+                });
+            }
+            let next = (pos + CHUNK).min(end);
+            if let Some(rate) = rate {
+                tokio::time::sleep(Duration::from_secs_f64((next - pos) as f64 / rate as f64))
+                    .await;
+            }
+            s.body_bytes
+                .fetch_add((next - pos) as u64, Ordering::SeqCst);
+            Some((Ok::<_, std::io::Error>(data.slice(pos..next)), next))
+        }
+    });
+    Body::from_stream(stream)
+}
+
+fn status(code: u16) -> Response<Body> {
+    let mut r = Response::new(Body::from(format!("fault {code}")));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap();
+    if code == 429 || code == 503 {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("0"));
+    }
+    r
+}
+
+/// `bytes=a-b` or `bytes=a-` within `len`, as `[a, b+1)`; `None` when not satisfiable.
+fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let (a, b) = value.strip_prefix("bytes=")?.split_once('-')?;
+    let a: u64 = a.parse().ok()?;
+    let b: u64 = if b.is_empty() {
+        len - 1
+    } else {
+        b.parse::<u64>().ok()?.min(len - 1)
+    };
+    (a < len && a <= b).then_some((a, b + 1))
+}

@@ -1,0 +1,262 @@
+//! `models pull|verify|list` through the binary: kill -9 and SIGTERM mid-download and resume,
+//! JSON documents, exit codes, manifest errors. The server is the in-process fake hub; the
+//! binary uses the real piece size (4 MiB), so files here are a few pieces long.
+
+mod fake_hub;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use fake_hub::{bytes_of, sha256_hex, FakeHub};
+use serde_json::Value;
+
+const MIB: usize = 1 << 20;
+
+struct Env {
+    dir: tempfile::TempDir,
+    hub: FakeHub,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            hub: FakeHub::start(),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("comfyui")
+    }
+
+    fn dest(&self) -> PathBuf {
+        self.root().join("models/checkpoints/m.safetensors")
+    }
+
+    /// Serve `data` at `/m` and write a manifest naming it.
+    fn manifest(&self, data: &[u8]) -> PathBuf {
+        self.hub.put("/m", data.to_vec(), "e1");
+        let path = self.dir.path().join("m.yaml");
+        let text = format!(
+            "name: test\nmodels:\n  - id: m\n    url: {}\n    dest: models/checkpoints/m.safetensors\n    size: {}\n    sha256: {}\n",
+            self.hub.url("/m"),
+            data.len(),
+            sha256_hex(data)
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The binary as an operator on this machine would run it, with a clean HOME (no token).
+    fn cmd(&self, manifest: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"));
+        cmd.env("HOME", self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HOME")
+            .env_remove("HF_ENDPOINT")
+            .arg("models")
+            .args(args)
+            .arg("--manifest")
+            .arg(manifest)
+            .arg("--root")
+            .arg(self.root());
+        cmd
+    }
+
+    fn run(&self, manifest: &Path, args: &[&str]) -> Output {
+        self.cmd(manifest, args).output().unwrap()
+    }
+
+    fn json(&self, manifest: &Path, args: &[&str]) -> (Value, Output) {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(manifest, &all);
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+        (doc, out)
+    }
+
+    /// Bytes the `.part.json` record names as finished.
+    fn recorded(&self) -> u64 {
+        let path = PathBuf::from(format!("{}.part.json", self.dest().display()));
+        let Ok(data) = std::fs::read(path) else {
+            return 0;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&data) else {
+            return 0;
+        };
+        v["done"].as_array().map_or(0, |r| {
+            r.iter()
+                .map(|r| r[1].as_u64().unwrap() - r[0].as_u64().unwrap())
+                .sum()
+        })
+    }
+
+    /// Start a throttled pull and wait until at least `bytes` are recorded as finished.
+    fn start_slow_pull(&self, manifest: &Path, bytes: u64) -> Child {
+        let child = self
+            .cmd(manifest, &["pull", "--connections", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.recorded() < bytes {
+            assert!(Instant::now() < deadline, "no progress recorded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn kill_9_mid_download_resumes_per_piece() {
+    let env = Env::new();
+    let data = bytes_of(24 * MIB, 21);
+    let manifest = env.manifest(&data);
+    env.hub.rate_limit(Some(4 * MIB as u64)); // a piece takes a second per connection
+    let mut child = env.start_slow_pull(&manifest, 8 * MIB as u64);
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let recorded = env.recorded();
+    let first_run = env.hub.body_bytes();
+
+    env.hub.rate_limit(None);
+    let out = env.run(&manifest, &["pull", "--connections", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(env.dest()).unwrap(), data);
+    let second_run = env.hub.body_bytes() - first_run;
+    assert!(recorded >= 8 * MIB as u64);
+    assert!(
+        second_run <= data.len() as u64 - recorded,
+        "re-fetched recorded pieces: {second_run} bytes after {recorded} recorded"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_keeps_the_partial_and_says_how_to_resume() {
+    let env = Env::new();
+    let data = bytes_of(16 * MIB, 22);
+    let manifest = env.manifest(&data);
+    env.hub.rate_limit(Some(4 * MIB as u64));
+    let child = env.start_slow_pull(&manifest, 4 * MIB as u64);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
+    assert!(!env.dest().exists());
+    let recorded = env.recorded();
+    assert!(recorded >= 4 * MIB as u64, "the record was kept");
+
+    env.hub.rate_limit(None);
+    let before = env.hub.body_bytes();
+    let (doc, out) = env.json(&manifest, &["pull"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(doc["files"][0]["status"], "fetched");
+    assert_eq!(doc["files"][0]["reused_bytes"].as_u64().unwrap(), recorded);
+    assert_eq!(env.hub.body_bytes() - before, data.len() as u64 - recorded);
+    assert_eq!(std::fs::read(env.dest()).unwrap(), data);
+}
+
+#[test]
+fn list_dry_run_pull_and_verify_report_in_json() {
+    let env = Env::new();
+    let data = bytes_of(5 * MIB, 23);
+    let manifest = env.manifest(&data);
+
+    let (doc, _) = env.json(&manifest, &["list"]);
+    assert_eq!(doc["files"][0]["state"], "missing");
+    assert_eq!(doc["total_bytes"], data.len() as u64);
+
+    let (doc, out) = env.json(&manifest, &["pull", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(doc["needed_bytes"], data.len() as u64);
+    assert_eq!(doc["files"][0]["status"], "would-fetch");
+    assert!(env.hub.seen().is_empty(), "a dry run fetches nothing");
+    assert!(!env.root().exists(), "a dry run creates nothing");
+
+    let (doc, out) = env.json(&manifest, &["pull"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(doc["files"][0]["status"], "fetched");
+    assert_eq!(doc["fetched_bytes"], data.len() as u64);
+    let (doc, _) = env.json(&manifest, &["list"]);
+    assert_eq!(doc["files"][0]["state"], "present");
+
+    let (doc, out) = env.json(&manifest, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(doc["files"][0]["status"], "ok");
+
+    let mut bad = data.clone();
+    bad[MIB] ^= 1;
+    std::fs::write(env.dest(), &bad).unwrap();
+    let (doc, out) = env.json(&manifest, &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(doc["files"][0]["status"], "wrong-hash");
+    assert_eq!(doc["files"][0]["actual_sha256"], sha256_hex(&bad));
+
+    std::fs::write(env.dest(), &bad[..100]).unwrap();
+    let (doc, _) = env.json(&manifest, &["verify"]);
+    assert_eq!(doc["files"][0]["status"], "wrong-size");
+    std::fs::remove_file(env.dest()).unwrap();
+    let (doc, _) = env.json(&manifest, &["verify"]);
+    assert_eq!(doc["files"][0]["status"], "missing");
+}
+
+#[test]
+fn a_bad_manifest_names_file_line_and_field_and_an_unknown_id_is_a_usage_error() {
+    let env = Env::new();
+    let manifest = env.manifest(b"abc");
+    let text_in = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("dest: models/", "dest: ../models/");
+    std::fs::write(&manifest, text_in).unwrap();
+    let out = env.run(&manifest, &["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = format!("{}:5:11: `models[0].dest` (id `m`)", manifest.display());
+    assert!(
+        stderr.starts_with("error: invalid manifest")
+            && stderr.contains(&at)
+            && stderr.contains("hint: "),
+        "{stderr}"
+    );
+
+    let manifest = env.manifest(b"abc");
+    let out = env.run(&manifest, &["pull", "--only", "m,nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`nope` is not an id"));
+}
+
+#[test]
+fn the_default_manifest_is_embedded() {
+    let env = Env::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"))
+        .env("HOME", env.dir.path())
+        .args(["models", "list", "--json", "--root"])
+        .arg(env.root())
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["manifest"], "sdxl-faceid");
+    assert_eq!(doc["files"].as_array().unwrap().len(), 17);
+    assert_eq!(doc["total_bytes"], 13_872_302_586u64);
+}

@@ -1,0 +1,587 @@
+//! The downloader against a real HTTP server with faults injected, one test per behaviour of
+//! issue 3. Small files and small pieces (64 KiB) keep it fast while still cutting files into
+//! many pieces over several connections.
+
+mod fake_hub;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_hub::{bytes_of, sha256_hex, FakeHub, Fault};
+use lifeos_spark::host::LocalHost;
+use lifeos_spark::models::fetch::{FetchOptions, RetryPolicy};
+use lifeos_spark::models::hub::Hub;
+use lifeos_spark::models::manifest::Manifest;
+use lifeos_spark::models::ops::{self, PullOptions, Target};
+use lifeos_spark::models::partial;
+use lifeos_spark::models::report::{PullReport, PullStatus};
+use lifeos_spark::ui::{Printer, Verbosity};
+
+const PIECE: u64 = 64 << 10;
+const SIZE: usize = (2 << 20) + 12_345; // not a multiple of the piece size
+
+struct Setup {
+    dir: tempfile::TempDir,
+    hub: FakeHub,
+}
+
+fn setup() -> Setup {
+    Setup {
+        dir: tempfile::tempdir().unwrap(),
+        hub: FakeHub::start(),
+    }
+}
+
+fn printer() -> Printer {
+    Printer {
+        verbosity: Verbosity::Quiet,
+        json: false,
+        color: false,
+        progress_bars: false,
+    }
+}
+
+/// A manifest of `(id, url, dest, bytes)` entries.
+fn manifest(entries: &[(&str, String, &str, &[u8])]) -> Manifest {
+    let mut text = "name: test\nmodels:\n".to_string();
+    for (id, url, dest, data) in entries {
+        text += &format!(
+            "  - id: {id}\n    url: {url}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
+            data.len(),
+            sha256_hex(data)
+        );
+    }
+    Manifest::parse(&text, "test.yaml", false).unwrap()
+}
+
+fn options(hub: &str, token: Option<&str>, connections: usize) -> PullOptions {
+    PullOptions {
+        only: vec![],
+        jobs: 2,
+        fetch: FetchOptions {
+            connections,
+            piece_bytes: PIECE,
+            retry: RetryPolicy {
+                attempts: 4,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(50),
+            },
+        },
+        dry_run: false,
+        hub: Hub::new(hub, token.map(str::to_string)).unwrap(),
+    }
+}
+
+impl Setup {
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn pull_with(&self, m: &Manifest, opts: &PullOptions) -> anyhow::Result<PullReport> {
+        let target = Target {
+            host: Arc::new(LocalHost::new()),
+            root: self.root().display().to_string(),
+        };
+        ops::pull(&target, m, opts, &printer())
+    }
+
+    fn pull(&self, m: &Manifest) -> PullReport {
+        self.pull_with(m, &options(&self.hub.url(""), None, 4))
+            .unwrap()
+    }
+
+    /// One file served at `/m.bin`.
+    fn one_file(&self, data: &[u8]) -> Manifest {
+        self.hub.put("/m.bin", data.to_vec(), "v1");
+        manifest(&[("m", self.hub.url("/m.bin"), "models/m.bin", data)])
+    }
+
+    fn dest(&self) -> PathBuf {
+        self.root().join("models/m.bin")
+    }
+}
+
+fn error_text(report: &PullReport) -> String {
+    let f = report
+        .files
+        .iter()
+        .find(|f| f.failure.is_some())
+        .expect("a failed file");
+    printer().render_error(f.failure.as_ref().unwrap())
+}
+
+fn assert_no_leftovers(dest: &Path) {
+    assert!(!partial::part_path(dest).exists(), ".part left behind");
+    assert!(
+        !partial::state_path(dest).exists(),
+        ".part.json left behind"
+    );
+}
+
+#[test]
+fn segmented_pull_lands_verified_and_is_skipped_next_time() {
+    let s = setup();
+    let data = bytes_of(SIZE, 1);
+    let m = s.one_file(&data);
+    let report = s.pull(&m);
+    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_no_leftovers(&s.dest());
+    let ranged = s.hub.gets().iter().filter(|g| g.range.is_some()).count();
+    assert_eq!(
+        ranged as u64,
+        (SIZE as u64).div_ceil(PIECE),
+        "one range request per piece"
+    );
+    assert!(s
+        .hub
+        .gets()
+        .iter()
+        .any(|g| g.range.as_deref() == Some(&format!("bytes={PIECE}-{}", 2 * PIECE - 1)[..])));
+    assert_eq!(s.hub.body_bytes(), SIZE as u64);
+
+    let before = s.hub.seen().len();
+    let again = s.pull(&m);
+    assert_eq!(again.files[0].status, PullStatus::Present);
+    assert_eq!(
+        s.hub.seen().len(),
+        before,
+        "a verified file costs no request"
+    );
+}
+
+#[test]
+fn a_stamped_file_is_skipped_without_rehashing_and_verify_rehashes() {
+    let s = setup();
+    let data = bytes_of(300_000, 2);
+    let m = s.one_file(&data);
+    s.pull(&m);
+    // Same size, same mtime, other bytes: only a re-hash can notice.
+    let dest = s.dest();
+    let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
+    let mut bad = data.clone();
+    bad[10] ^= 1;
+    std::fs::write(&dest, &bad).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&dest)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(s.pull(&m).files[0].status, PullStatus::Present);
+
+    let target = Target {
+        host: Arc::new(LocalHost::new()),
+        root: s.root().display().to_string(),
+    };
+    let v = ops::verify(&target, &m, &[], 2, &printer()).unwrap();
+    assert!(!v.ok);
+    assert_eq!(
+        v.files[0].actual_sha256.as_deref(),
+        Some(&sha256_hex(&bad)[..])
+    );
+}
+
+#[test]
+fn dropped_connections_resume_inside_the_piece() {
+    let s = setup();
+    let data = bytes_of(SIZE, 3);
+    let m = s.one_file(&data);
+    for _ in 0..3 {
+        s.hub.fault("/m.bin", Fault::DropAfter(40_000));
+    }
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    // The retries asked for the rest of the piece, not the piece again.
+    let resumed = s
+        .hub
+        .gets()
+        .iter()
+        .filter(|g| {
+            g.range.as_ref().is_some_and(|r| {
+                r.starts_with("bytes=")
+                    && !r[6..]
+                        .split('-')
+                        .next()
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                        .is_multiple_of(PIECE)
+            })
+        })
+        .count();
+    assert!(resumed >= 3, "{:?}", s.hub.gets());
+    assert!(
+        s.hub.body_bytes() < SIZE as u64 + 3 * 40_000 + 1,
+        "bytes were fetched twice"
+    );
+}
+
+#[test]
+fn transient_statuses_are_retried_and_resumed() {
+    let s = setup();
+    let data = bytes_of(SIZE, 4);
+    let m = s.one_file(&data);
+    for code in [503, 429, 500, 502] {
+        s.hub.fault("/m.bin", Fault::Status(code));
+    }
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+}
+
+#[test]
+fn transient_failures_give_up_after_the_retry_budget_and_keep_the_partial() {
+    let s = setup();
+    let data = bytes_of(SIZE, 5);
+    let m = s.one_file(&data);
+    s.hub.fault("/m.bin", Fault::DropAfter(PIECE / 2)); // some bytes land first
+    s.hub.always(Fault::Status(503));
+    let mut opts = options(&s.hub.url(""), None, 1);
+    opts.fetch.piece_bytes = PIECE;
+    let report = s.pull_with(&m, &opts).unwrap();
+    let e = error_text(&report);
+    assert!(e.contains("still failing after retries"), "{e}");
+    assert!(e.contains("HTTP 503"), "{e}");
+    assert!(e.contains("run the same command again to resume"), "{e}");
+    assert!(!s.dest().exists());
+    assert!(partial::part_path(&s.dest()).exists());
+}
+
+#[test]
+fn refusals_are_not_retried_and_say_what_to_do() {
+    let cases = [
+        (
+            Fault::Status(401),
+            None,
+            "HTTP 401",
+            "set `HF_TOKEN` or run `huggingface-cli login`",
+        ),
+        (
+            Fault::Gated,
+            Some("hf_x"),
+            "HTTP 403",
+            "not in its authorized list",
+        ),
+        (Fault::Gated, None, "HTTP 403", "set `HF_TOKEN`"),
+        (
+            Fault::Status(404),
+            None,
+            "HTTP 404",
+            "the URL of `m` in the manifest is wrong",
+        ),
+    ];
+    for (fault, token, what, hint) in cases {
+        let s = setup();
+        let data = bytes_of(1000, 6);
+        let m = s.one_file(&data);
+        s.hub.always(fault);
+        let report = s.pull_with(&m, &options(&s.hub.url(""), token, 4)).unwrap();
+        let e = error_text(&report);
+        assert!(e.contains(what) && e.contains(hint), "{e}");
+        assert_eq!(s.hub.gets().len(), 1, "no retry on {what}");
+        assert!(!e.contains("hf_x"), "the token is never printed");
+    }
+}
+
+#[test]
+fn a_200_to_a_range_request_restarts_from_zero() {
+    let s = setup();
+    let data = bytes_of(SIZE, 7);
+    let m = s.one_file(&data);
+    // A previous run left the first half, with a record.
+    leave_partial(&s, &m, &data[..SIZE / 2], "\"v1\"");
+    s.hub.always(Fault::IgnoreRange);
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    let gets = s.hub.gets();
+    assert!(gets[0].range.is_some(), "it tried to resume");
+    assert_eq!(
+        gets.last().unwrap().range,
+        None,
+        "then fetched the whole file once"
+    );
+}
+
+#[test]
+fn a_changed_etag_restarts_from_zero() {
+    let s = setup();
+    let old = bytes_of(SIZE, 8);
+    let new = bytes_of(SIZE, 9);
+    s.hub.put("/m.bin", new.clone(), "v2");
+    let m = manifest(&[("m", s.hub.url("/m.bin"), "models/m.bin", &new)]);
+    leave_partial(&s, &m, &old[..SIZE / 2], "\"v1\"");
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(
+        std::fs::read(s.dest()).unwrap(),
+        new,
+        "no old byte survives"
+    );
+    let gets = s.hub.gets();
+    assert_eq!(gets[0].if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(gets[0].status, 200);
+    assert!(gets
+        .iter()
+        .skip(1)
+        .all(|g| g.if_range.as_deref() != Some("\"v1\"")));
+}
+
+#[test]
+fn a_recorded_partial_resumes_with_if_range_and_fetches_only_the_rest() {
+    let s = setup();
+    let data = bytes_of(SIZE, 10);
+    let m = s.one_file(&data);
+    let half = (SIZE as u64 / 2 / PIECE) * PIECE;
+    leave_partial(&s, &m, &data[..half as usize], "\"v1\"");
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(report.files[0].reused_bytes, half);
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_eq!(s.hub.body_bytes(), SIZE as u64 - half);
+    assert!(s
+        .hub
+        .gets()
+        .iter()
+        .all(|g| g.if_range.as_deref() == Some("\"v1\"")));
+}
+
+#[test]
+fn a_complete_partial_without_record_gets_416_and_is_verified() {
+    let s = setup();
+    let data = bytes_of(SIZE, 11);
+    let m = s.one_file(&data);
+    std::fs::create_dir_all(s.dest().parent().unwrap()).unwrap();
+    std::fs::write(partial::part_path(&s.dest()), &data).unwrap();
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    let gets = s.hub.gets();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(
+        gets[0].range.as_deref(),
+        Some(&format!("bytes={SIZE}-")[..])
+    );
+    assert_eq!(gets[0].status, 416);
+    assert_eq!(s.hub.body_bytes(), 0);
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+}
+
+#[test]
+fn a_wrong_hash_is_removed_retried_once_then_reported_with_both_hashes() {
+    let s = setup();
+    let data = bytes_of(300_000, 12);
+    let m = s.one_file(&data);
+    s.hub.always(Fault::Corrupt);
+    let report = s.pull_with(&m, &options(&s.hub.url(""), None, 1)).unwrap();
+    let e = error_text(&report);
+    let mut bad = data.clone();
+    bad[0] ^= 0xff;
+    assert!(
+        e.contains(&sha256_hex(&data)) && e.contains(&sha256_hex(&bad)),
+        "{e}"
+    );
+    assert!(!s.dest().exists(), "never under the final name");
+    assert_no_leftovers(&s.dest());
+    assert_eq!(s.hub.gets().len(), 2, "one retry from zero");
+
+    // Wrong once, right the second time.
+    s.hub.clear_faults();
+    s.hub.fault("/m.bin", Fault::Corrupt);
+    let report = s.pull_with(&m, &options(&s.hub.url(""), None, 1)).unwrap();
+    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+}
+
+#[test]
+fn the_token_goes_to_the_hub_and_never_to_the_cdn() {
+    for get_only in [false, true] {
+        // get_only: the hub answers HEAD itself and redirects only the GETs, so reqwest
+        // follows the redirect with our Authorization header and must drop it.
+        let s = setup();
+        let cdn = FakeHub::start();
+        let data = bytes_of(SIZE, 13);
+        let m = s.one_file(&data);
+        cdn.put("/m.bin", data.clone(), "cdn1");
+        s.hub.redirect_to(&cdn, get_only);
+        let report = s
+            .pull_with(&m, &options(&s.hub.url(""), Some("hf_secret"), 4))
+            .unwrap();
+        assert_eq!(
+            report.files[0].status,
+            PullStatus::Fetched,
+            "{:?}",
+            report.files[0].error
+        );
+        assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+        assert!(s
+            .hub
+            .seen()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer hf_secret")));
+        assert!(!cdn.gets().is_empty());
+        assert!(
+            cdn.seen().iter().all(|r| r.authorization.is_none()),
+            "{:?}",
+            cdn.seen()
+        );
+    }
+}
+
+#[test]
+fn hub_linked_headers_that_disagree_with_the_manifest_stop_the_file() {
+    for (sha, size, want) in [
+        (Some("ab".repeat(32)), None, "has sha256 abab"),
+        (None, Some(5), "is 5 bytes"),
+    ] {
+        let s = setup();
+        let cdn = FakeHub::start();
+        let data = bytes_of(1000, 14);
+        let m = s.one_file(&data);
+        cdn.put("/m.bin", data.clone(), "cdn1");
+        s.hub.redirect_to(&cdn, false);
+        s.hub.linked(sha.as_deref(), size);
+        let report = s.pull(&m);
+        let e = error_text(&report);
+        assert!(e.contains(want) && e.contains("the manifest says"), "{e}");
+        assert!(cdn.gets().is_empty(), "no byte fetched");
+    }
+}
+
+#[test]
+fn identical_files_are_fetched_once_and_linked() {
+    let s = setup();
+    let data = bytes_of(200_000, 15);
+    let other = bytes_of(100_000, 16);
+    s.hub.put("/a/det_10g.onnx", data.clone(), "a");
+    s.hub.put("/b/scrfd_10g_bnkps.onnx", data.clone(), "b");
+    s.hub.put("/c.bin", other.clone(), "c");
+    let m = manifest(&[
+        (
+            "det",
+            s.hub.url("/a/det_10g.onnx"),
+            "models/buffalo_l/det_10g.onnx",
+            &data,
+        ),
+        (
+            "scrfd",
+            s.hub.url("/b/scrfd_10g_bnkps.onnx"),
+            "models/antelopev2/scrfd_10g_bnkps.onnx",
+            &data,
+        ),
+        ("c", s.hub.url("/c.bin"), "models/c.bin", &other),
+    ]);
+    let report = s.pull(&m);
+    let status: Vec<_> = report.files.iter().map(|f| f.status).collect();
+    assert_eq!(
+        status,
+        [PullStatus::Fetched, PullStatus::Linked, PullStatus::Fetched]
+    );
+    assert!(s
+        .hub
+        .gets()
+        .iter()
+        .all(|g| g.path != "/b/scrfd_10g_bnkps.onnx"));
+    let second = s.root().join("models/antelopev2/scrfd_10g_bnkps.onnx");
+    assert_eq!(std::fs::read(&second).unwrap(), data);
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&second),
+        ino(&s.root().join("models/buffalo_l/det_10g.onnx"))
+    );
+    assert_eq!(s.pull(&m).files[1].status, PullStatus::Present);
+}
+
+#[test]
+fn a_server_without_ranges_gets_one_plain_get() {
+    let s = setup();
+    let data = bytes_of(SIZE, 17);
+    let m = s.one_file(&data);
+    s.hub.always(Fault::IgnoreRange);
+    let report = s.pull(&m);
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
+    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_eq!(s.hub.gets().last().unwrap().range, None);
+}
+
+#[test]
+fn not_enough_free_space_is_refused_before_any_request() {
+    let s = setup();
+    s.hub.put("/big.bin", vec![], "x");
+    let text = format!(
+        "name: t\nmodels:\n  - id: big\n    url: {}\n    dest: big.bin\n    size: 1000000000000000000\n    sha256: {}\n",
+        s.hub.url("/big.bin"),
+        "00".repeat(32)
+    );
+    let m = Manifest::parse(&text, "t.yaml", false).unwrap();
+    let err = s
+        .pull_with(&m, &options(&s.hub.url(""), None, 4))
+        .unwrap_err();
+    let e = printer().render_error(&err);
+    assert!(
+        e.contains("not enough free space") && e.contains("--root"),
+        "{e}"
+    );
+    assert!(s.hub.seen().is_empty());
+}
+
+/// What an interrupted run leaves: `data` at the start of a full-size `.part`, recorded as
+/// finished with `etag`.
+fn leave_partial(s: &Setup, m: &Manifest, data: &[u8], etag: &str) {
+    let dest = s.dest();
+    let file = &m.models[0];
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let mut part = data.to_vec();
+    part.resize(file.size as usize, 0);
+    std::fs::write(partial::part_path(&dest), &part).unwrap();
+    let state = partial::PartState {
+        url: file.url.clone(),
+        size: file.size,
+        sha256: file.sha256.clone(),
+        validator: Some(etag.to_string()),
+        done: vec![[0, data.len() as u64]],
+    };
+    std::fs::write(
+        partial::state_path(&dest),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
+}
