@@ -80,8 +80,8 @@ pub enum CommandName {
     ConnectionInfo(ConnectionInfoArgs),
     /// Edit Life-OS's .env file
     Env(EnvArgs),
-    /// Everything, in order, idempotent
-    Setup(NotYet),
+    /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
+    Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark
     Migrate(NotYet),
 }
@@ -284,6 +284,40 @@ pub struct NodesInstallArgs {
     /// Only clone and check out; install no Python packages
     #[arg(long)]
     pub no_deps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<std::path::PathBuf>,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+
+    /// Model files downloaded at once
+    #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Parallel range connections per model file
+    #[arg(long, default_value_t = crate::defaults::MODEL_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub connections: u16,
+
+    /// Run only these phases (comma-separated)
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "skip")]
+    pub only: Vec<crate::setup::Phase>,
+
+    /// Skip these phases (comma-separated)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub skip: Vec<crate::setup::Phase>,
 }
 
 /// Arguments of a command that later work fills in; accepted so the answer is "not

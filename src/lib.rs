@@ -16,6 +16,7 @@ pub mod models;
 pub mod nodes;
 pub mod playbook;
 pub mod service;
+pub mod setup;
 pub mod status;
 pub mod step;
 pub mod system;

@@ -6,6 +6,7 @@ mod env;
 mod models;
 mod nodes;
 mod service;
+mod setup;
 mod workflows;
 
 use std::process::ExitCode;
@@ -95,6 +96,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Status(args) => service::status(&ctx, args),
         CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         CommandName::Models(args) => models::run(&ctx, args),
+        CommandName::Setup(args) => setup::run(&ctx, args),
         _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
     };
     (ctx.printer, result)
