@@ -75,6 +75,9 @@ pub struct SetupOptions {
     /// Phases to run, in `PHASES` order.
     pub phases: Vec<Phase>,
     pub mode: Mode,
+    /// Copy the models from this host and root (`migrate --models-from source`) instead of
+    /// downloading them.
+    pub models_from: Option<(Arc<dyn Host>, PathBuf)>,
 }
 
 #[derive(Debug, Clone, Serialize)]

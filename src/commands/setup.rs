@@ -33,6 +33,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
         },
         phases,
         mode: ctx.step_mode(),
+        models_from: None,
     };
     let report = setup::setup(&host, &opts, &ctx.printer)?;
     if ctx.printer.json {

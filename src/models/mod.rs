@@ -5,6 +5,7 @@
 pub mod fetch;
 pub mod http;
 pub mod hub;
+pub mod copy;
 pub mod manifest;
 pub mod ops;
 pub mod partial;
