@@ -82,8 +82,8 @@ pub enum CommandName {
     Env(EnvArgs),
     /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
     Setup(SetupArgs),
-    /// Move an RTX PC's setup to a Spark
-    Migrate(NotYet),
+    /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -320,31 +320,55 @@ pub struct SetupArgs {
     pub skip: Vec<crate::setup::Phase>,
 }
 
-/// Arguments of a command that later work fills in; accepted so the answer is "not
-/// implemented yet", not a usage error.
 #[derive(Debug, Args)]
-pub struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
-}
+pub struct MigrateArgs {
+    /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
+    #[arg(long, value_name = "TARGET")]
+    pub from: String,
 
-impl CommandName {
-    pub fn name(&self) -> &'static str {
-        match self {
-            CommandName::Doctor(_) => "doctor",
-            CommandName::Compose(_) => "compose",
-            CommandName::Up(_) => "up",
-            CommandName::Down(_) => "down",
-            CommandName::Status(_) => "status",
-            CommandName::Models(_) => "models",
-            CommandName::Nodes(_) => "nodes",
-            CommandName::Workflows(_) => "workflows",
-            CommandName::ConnectionInfo(_) => "connection-info",
-            CommandName::Env(_) => "env",
-            CommandName::Setup(_) => "setup",
-            CommandName::Migrate(_) => "migrate",
-        }
-    }
+    /// The destination (the Spark)
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+
+    /// Life-OS's .env on this machine: COMFYUI_URL and friends move to the destination last
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<String>,
+
+    /// `replace` the source, or run both in `parallel`
+    #[arg(long, value_enum, default_value = "replace")]
+    pub mode: crate::migrate::MigrateMode,
+
+    /// Where the destination's models come from (default: the source when it has them all)
+    #[arg(long, value_enum)]
+    pub models_from: Option<crate::migrate::ModelsFrom>,
+
+    /// With `--mode replace`: stop the source's ComfyUI at the end
+    #[arg(long)]
+    pub stop_source: bool,
+
+    /// Device pool for Life-OS's router (`--mode parallel`), on this machine
+    #[arg(long, value_name = "PATH", default_value = "comfyui_devices.yaml")]
+    pub pool_file: std::path::PathBuf,
+
+    /// Where the source's workflow backup is kept, on this machine
+    #[arg(long, value_name = "DIR", default_value = "~/.lifeos-spark/backups")]
+    pub backup_dir: String,
+
+    /// The source's playbook (default: the one for its GPU)
+    #[arg(long, value_name = "NAME|PATH")]
+    pub from_playbook: Option<String>,
+
+    /// The source's deployment root (default: its playbook's)
+    #[arg(long)]
+    pub from_root: Option<String>,
+
+    /// The source's ComfyUI URL, for the device pool
+    #[arg(long)]
+    pub from_url: Option<String>,
+
+    /// How the destination is set up
+    #[command(flatten)]
+    pub setup: SetupArgs,
 }
 
 #[derive(Debug, Args)]

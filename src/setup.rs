@@ -93,6 +93,8 @@ pub struct PhaseReport {
 pub struct SetupReport {
     pub host: String,
     pub playbook: Option<String>,
+    /// Where ComfyUI answers (what Life-OS's `COMFYUI_URL` should be).
+    pub url: Option<String>,
     pub dry_run: bool,
     pub phases: Vec<PhaseReport>,
     pub downloaded_bytes: u64,
@@ -220,6 +222,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
     Ok(SetupReport {
         host: host_ref.name().to_string(),
         playbook: run.deployment.as_ref().map(|d| d.playbook.name.clone()),
+        url: run.deployment.as_ref().map(|_| run.url.clone()),
         dry_run: opts.mode.dry_run,
         phases,
         downloaded_bytes: run.downloaded,

@@ -3,6 +3,7 @@
 mod connection_info;
 mod doctor;
 mod env;
+mod migrate;
 mod models;
 mod nodes;
 mod service;
@@ -74,6 +75,12 @@ impl Context {
         }
     }
 
+    /// A host named by a command's own option (`--from`, `--to`), not `--host`.
+    pub fn connect(&self, target: &str) -> Result<Box<dyn Host>> {
+        self.printer.debug(format!("connecting to `{target}`"));
+        host::connect(target, &self.ssh_options())
+    }
+
     pub fn ssh_options(&self) -> SshOptions {
         SshOptions {
             accept_new_host_key: self.global.accept_new_host_key,
@@ -83,7 +90,6 @@ impl Context {
 }
 
 pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
-    let name = cli.command.name();
     let ctx = Context::new(cli.global);
     let result = match cli.command {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
@@ -97,7 +103,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         CommandName::Models(args) => models::run(&ctx, args),
         CommandName::Setup(args) => setup::run(&ctx, args),
-        _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
+        CommandName::Migrate(args) => migrate::run(&ctx, args),
     };
     (ctx.printer, result)
 }

@@ -57,25 +57,51 @@ pub fn copy_all(
         match source.host.stat(&src)? {
             Some(s) if s.size == file.size => {}
             _ => {
-                return Err(anyhow!("{} has no `{}` of {} bytes to copy", source.host.name(), src.display(), file.size))
-                    .hint("use `--models-from internet` to download it instead")
+                return Err(anyhow!(
+                    "{} has no `{}` of {} bytes to copy",
+                    source.host.name(),
+                    src.display(),
+                    file.size
+                ))
+                .hint("use `--models-from internet` to download it instead")
             }
         }
         if dry_run {
-            steps.push(StepReport::new(name, Outcome::WouldChange, format!("would copy from {} ({})", source.host.name(), bytesize::ByteSize(file.size))));
+            steps.push(StepReport::new(
+                name,
+                Outcome::WouldChange,
+                format!(
+                    "would copy from {} ({})",
+                    source.host.name(),
+                    bytesize::ByteSize(file.size)
+                ),
+            ));
             continue;
         }
-        printer.status(format!("copying {} from {} to {}", file.dest, source.host.name(), to.name()));
+        printer.status(format!(
+            "copying {} from {} to {}",
+            file.dest,
+            source.host.name(),
+            to.name()
+        ));
         copied += copy_file(source.host, &src, to, &dest, file)?;
-        steps.push(StepReport::new(name, Outcome::Changed, format!("copied from {}", source.host.name())));
+        steps.push(StepReport::new(
+            name,
+            Outcome::Changed,
+            format!("copied from {}", source.host.name()),
+        ));
     }
     Ok((steps, copied))
 }
 
 /// Present with a current stamp, or present at the right size and hashing to the manifest's.
 fn is_in_place(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<bool> {
-    let Some(stat) = host.stat(dest)? else { return Ok(false) };
-    let Some(sha) = &file.sha256 else { return Ok(stat.size == file.size) };
+    let Some(stat) = host.stat(dest)? else {
+        return Ok(false);
+    };
+    let Some(sha) = &file.sha256 else {
+        return Ok(stat.size == file.size);
+    };
     if stat.size != file.size {
         return Ok(false);
     }
@@ -90,7 +116,13 @@ fn is_in_place(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<bool> {
 }
 
 /// Bytes copied this time.
-fn copy_file(from: &dyn Host, src: &Path, to: &dyn Host, dest: &Path, file: &ModelFile) -> Result<u64> {
+fn copy_file(
+    from: &dyn Host,
+    src: &Path,
+    to: &dyn Host,
+    dest: &Path,
+    file: &ModelFile,
+) -> Result<u64> {
     let part = partial::part_path(dest);
     let start = match partial::inspect(to, file, dest)? {
         Resume::Prefix(n) => n,
@@ -113,13 +145,22 @@ fn copy_file(from: &dyn Host, src: &Path, to: &dyn Host, dest: &Path, file: &Mod
     let mut buf = vec![0u8; CHUNK];
     let mut offset = start;
     while offset < file.size {
-        let n = reader.read(&mut buf).with_context(|| format!("reading `{}` on {} broke off", src.display(), from.name()))?;
+        let n = reader
+            .read(&mut buf)
+            .with_context(|| format!("reading `{}` on {} broke off", src.display(), from.name()))?;
         if n == 0 {
-            bail!("`{}` on {} ended at {offset} of {} bytes", src.display(), from.name(), file.size);
+            bail!(
+                "`{}` on {} ended at {offset} of {} bytes",
+                src.display(),
+                from.name(),
+                file.size
+            );
         }
         let n = n.min((file.size - offset) as usize);
         sha.update(&buf[..n]);
-        writer.write_at(offset, &buf[..n]).with_context(|| format!("writing `{}` on {} broke off", part.display(), to.name()))?;
+        writer
+            .write_at(offset, &buf[..n])
+            .with_context(|| format!("writing `{}` on {} broke off", part.display(), to.name()))?;
         offset += n as u64;
     }
     writer.sync()?;
@@ -128,8 +169,12 @@ fn copy_file(from: &dyn Host, src: &Path, to: &dyn Host, dest: &Path, file: &Mod
     let want = file.sha256.clone().unwrap_or_else(|| got.clone());
     if got != want {
         partial::discard(to, dest)?;
-        return Err(anyhow!("`{}` copied from {} has sha256 {got}, the manifest says {want}", file.dest, from.name()))
-            .hint("the source's copy is damaged: use `--models-from internet`");
+        return Err(anyhow!(
+            "`{}` copied from {} has sha256 {got}, the manifest says {want}",
+            file.dest,
+            from.name()
+        ))
+        .hint("the source's copy is damaged: use `--models-from internet`");
     }
     to.rename(&part, dest)?;
     Stamp::record(to, dest, &got)?;
