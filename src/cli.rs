@@ -72,17 +72,18 @@ pub enum CommandName {
     /// Fetch, verify and list model files
     Models(ModelsArgs),
     /// Install, list and verify custom nodes at pinned commits
-    Nodes(NotYet),
+    #[command(subcommand)]
+    Nodes(NodesCommand),
     /// Back up, restore and transfer workflows
-    Workflows(NotYet),
+    Workflows(WorkflowsArgs),
     /// Write ~/CONNECTION_INFO.txt on the host
-    ConnectionInfo(NotYet),
+    ConnectionInfo(ConnectionInfoArgs),
     /// Edit Life-OS's .env file
-    Env(NotYet),
-    /// Everything, in order, idempotent
-    Setup(NotYet),
-    /// Move an RTX PC's setup to a Spark
-    Migrate(NotYet),
+    Env(EnvArgs),
+    /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
+    Setup(SetupArgs),
+    /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +99,95 @@ pub struct DoctorArgs {
     /// Also run `nvidia-smi` in IMAGE with `docker run --rm --gpus all`
     #[arg(long, value_name = "IMAGE")]
     pub gpu_smoke: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The dotenv file on the host (Life-OS's `.env`; `~` is the host user's home)
+    #[arg(long, global = true, value_name = "PATH", env = crate::defaults::ENV_FILE_VAR)]
+    pub file: Option<String>,
+
+    #[command(subcommand)]
+    pub action: EnvAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvAction {
+    /// Set variables; only the named keys change, the rest of the file stays byte for byte
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+        /// Create the file (mode 0600) when it does not exist
+        #[arg(long)]
+        create: bool,
+    },
+    /// Print the value in effect for KEY (the last one when the key repeats)
+    Get { key: String },
+    /// List the variables in effect (secret-looking values masked)
+    Show {
+        /// Print secret-looking values (tokens, passwords, API keys) too
+        #[arg(long)]
+        show_secrets: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionInfoArgs {
+    /// Port ComfyUI listens on
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
+
+    /// Address to publish instead of the one of the interface holding the default route
+    #[arg(long, value_name = "IP")]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowsArgs {
+    #[command(subcommand)]
+    pub action: WorkflowsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsAction {
+    /// Write a .tar.gz of the host's workflows (with a manifest) on this machine
+    Backup {
+        /// Deployment root on the host
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        root: String,
+        /// Archive to write on this machine [default: workflows-<host>-<time>.tar.gz]
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Verify an archive on this machine, then extract it into the host's deployment root
+    Restore {
+        /// Archive written by `workflows backup`
+        file: std::path::PathBuf,
+        /// Deployment root on the host
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        root: String,
+        /// Replace files that differ (the old one is kept as `<name>.bak-<time>`)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stream the workflows of one host into another, then verify them there
+    Transfer {
+        /// Source: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
+        #[arg(long, value_name = "TARGET")]
+        from: String,
+        /// Destination, same forms as `--from`
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Deployment root on the source
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        from_root: String,
+        /// Deployment root on the destination
+        #[arg(long, default_value = crate::defaults::ROOT)]
+        to_root: String,
+        /// Replace files that differ (the old one is kept as `<name>.bak-<time>`)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -157,31 +247,128 @@ pub struct StatusArgs {
     pub inventory: Option<std::path::PathBuf>,
 }
 
-/// Arguments of a command that later work fills in; accepted so the answer is "not
-/// implemented yet", not a usage error.
-#[derive(Debug, Args)]
-pub struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// Clone each node at its pinned commit, install its requirements in the container
+    /// (PyTorch constrained), restart ComfyUI if anything changed
+    Install(NodesInstallArgs),
+    /// Pinned vs actual commit, local changes, requirements satisfied
+    List(NodesArgs),
+    /// Ask ComfyUI's /object_info whether each node's classes loaded
+    Verify(NodesArgs),
 }
 
-impl CommandName {
-    pub fn name(&self) -> &'static str {
-        match self {
-            CommandName::Doctor(_) => "doctor",
-            CommandName::Compose(_) => "compose",
-            CommandName::Up(_) => "up",
-            CommandName::Down(_) => "down",
-            CommandName::Status(_) => "status",
-            CommandName::Models(_) => "models",
-            CommandName::Nodes(_) => "nodes",
-            CommandName::Workflows(_) => "workflows",
-            CommandName::ConnectionInfo(_) => "connection-info",
-            CommandName::Env(_) => "env",
-            CommandName::Setup(_) => "setup",
-            CommandName::Migrate(_) => "migrate",
-        }
-    }
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesInstallArgs {
+    #[command(flatten)]
+    pub common: NodesArgs,
+
+    /// Move clones that have local changes too (the changes are lost)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Only clone and check out; install no Python packages
+    #[arg(long)]
+    pub no_deps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<std::path::PathBuf>,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+
+    /// Model files downloaded at once
+    #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Parallel range connections per model file
+    #[arg(long, default_value_t = crate::defaults::MODEL_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub connections: u16,
+
+    /// Run only these phases (comma-separated)
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "skip")]
+    pub only: Vec<crate::setup::Phase>,
+
+    /// Skip these phases (comma-separated)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub skip: Vec<crate::setup::Phase>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
+    #[arg(long, value_name = "TARGET")]
+    pub from: String,
+
+    /// The destination (the Spark)
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+
+    /// Life-OS's .env on this machine: COMFYUI_URL and friends move to the destination last
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<String>,
+
+    /// `replace` the source, or run both in `parallel`
+    #[arg(long, value_enum, default_value = "replace")]
+    pub mode: crate::migrate::MigrateMode,
+
+    /// Where the destination's models come from (default: the source when it has them all)
+    #[arg(long, value_enum)]
+    pub models_from: Option<crate::migrate::ModelsFrom>,
+
+    /// With `--mode replace`: stop the source's ComfyUI at the end
+    #[arg(long)]
+    pub stop_source: bool,
+
+    /// Device pool for Life-OS's router (`--mode parallel`), on this machine
+    #[arg(long, value_name = "PATH", default_value = "comfyui_devices.yaml")]
+    pub pool_file: std::path::PathBuf,
+
+    /// Where the source's workflow backup is kept, on this machine
+    #[arg(long, value_name = "DIR", default_value = "~/.lifeos-spark/backups")]
+    pub backup_dir: String,
+
+    /// The source's playbook (default: the one for its GPU)
+    #[arg(long, value_name = "NAME|PATH")]
+    pub from_playbook: Option<String>,
+
+    /// The source's deployment root (default: its playbook's)
+    #[arg(long)]
+    pub from_root: Option<String>,
+
+    /// The source's ComfyUI URL, for the device pool
+    #[arg(long)]
+    pub from_url: Option<String>,
+
+    /// How the destination is set up
+    #[command(flatten)]
+    pub setup: SetupArgs,
 }
 
 #[derive(Debug, Args)]

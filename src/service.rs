@@ -218,6 +218,61 @@ impl<'a> Deployment<'a> {
         ))
     }
 
+    /// The running ComfyUI container's id, if any.
+    pub fn running_container(&self, docker: &Docker) -> Result<Option<String>> {
+        if self.host.stat(&self.compose_path())?.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .container(docker)?
+            .filter(|(_, running)| *running)
+            .map(|(id, _)| id))
+    }
+
+    /// `docker exec -i [-w DIR] ID ARGS...` on the host.
+    pub fn exec_cmd(
+        &self,
+        docker: &Docker,
+        id: &str,
+        workdir: Option<&str>,
+        args: &[String],
+    ) -> Command {
+        let mut argv = vec!["exec".to_string(), "-i".to_string()];
+        if let Some(dir) = workdir {
+            argv.extend(["-w".to_string(), dir.to_string()]);
+        }
+        argv.push(id.to_string());
+        argv.extend(args.iter().cloned());
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.docker_cmd(docker, &argv)
+    }
+
+    /// Restart ComfyUI (it loads custom nodes only at start) and wait until it answers.
+    pub fn restart(&self, docker: &Docker, url: &str, printer: &Printer) -> Result<StepReport> {
+        self.host
+            .run_ok(&self.compose_cmd(docker, &["restart", SERVICE])?)?;
+        let health = self.wait_healthy(docker, url, printer)?;
+        Ok(StepReport::new(
+            "restart",
+            Outcome::Changed,
+            format!("restarted; {}", health.detail),
+        ))
+    }
+
+    /// The container's log lines that mention `needle` (import errors of a custom node).
+    pub fn log_lines(&self, docker: &Docker, needle: &str) -> Vec<String> {
+        self.compose_cmd(docker, &["logs", "--no-color", SERVICE])
+            .and_then(|c| self.host.run(&c))
+            .map(|o| {
+                format!("{}{}", o.stdout_text(), o.stderr_text())
+                    .lines()
+                    .filter(|l| l.contains(needle))
+                    .map(|l| l.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn container(&self, docker: &Docker) -> Result<Option<(String, bool)>> {
         let out = self
             .host
@@ -285,21 +340,47 @@ impl<'a> Deployment<'a> {
         mode: Mode,
         printer: &Printer,
     ) -> Result<Vec<StepReport>> {
+        let docker = self.ready_for_gpu()?;
+        let mut reports = self.write_files(&docker, mode, printer)?;
+        reports.extend(self.start(&docker, url, rebuild, mode, printer)?);
+        Ok(reports)
+    }
+
+    /// Docker, refusing a GPU service when it has no NVIDIA runtime.
+    pub fn ready_for_gpu(&self) -> Result<Docker> {
         let docker = ready_docker(self.host)?;
         if self.opts.gpu && !docker.nvidia_runtime {
             return Err(anyhow!("{} has no NVIDIA runtime in Docker, and the service asks for a GPU", self.host.name()))
                 .hint("install the NVIDIA Container Toolkit (`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`), or use `--gpu none` for a CPU-only test service");
         }
-        let mut reports = self.write_files(&docker, mode, printer)?;
-        reports.push(self.image_step(&docker, rebuild, mode, printer)?);
-        reports.push(self.start_step(&docker, mode)?);
+        Ok(docker)
+    }
+
+    /// With the files in place: build the image if missing, start, wait for `/system_stats`.
+    pub fn start(
+        &self,
+        docker: &Docker,
+        url: &str,
+        rebuild: bool,
+        mode: Mode,
+        printer: &Printer,
+    ) -> Result<Vec<StepReport>> {
+        let mut reports = vec![
+            self.image_step(docker, rebuild, mode, printer)?,
+            self.start_step(docker, mode)?,
+        ];
         if !mode.dry_run {
-            reports.push(self.wait_healthy(&docker, url, printer)?);
+            reports.push(self.wait_healthy(docker, url, printer)?);
         }
         Ok(reports)
     }
 
-    fn wait_healthy(&self, docker: &Docker, url: &str, printer: &Printer) -> Result<StepReport> {
+    pub fn wait_healthy(
+        &self,
+        docker: &Docker,
+        url: &str,
+        printer: &Printer,
+    ) -> Result<StepReport> {
         let client = comfyui::Client::new(url)?;
         let timeout = Duration::from_secs(self.playbook.start_timeout);
         let spinner = printer.spinner(format!("waiting for ComfyUI at {url}"));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
+use crate::file_change::FileChange;
 use crate::host::Host;
 use crate::ui::HintExt;
 
@@ -102,44 +103,54 @@ impl FileStep<'_> {
         printer: &crate::ui::Printer,
     ) -> Result<StepReport> {
         let name = self.path.display().to_string();
-        let current = host.read_opt(&self.path)?;
-        let Some(current) = current else {
-            if mode.dry_run {
-                let mut r = StepReport::new(name, Outcome::WouldChange, "would create");
-                r.diff = Some(unified_diff(&self.path, "", self.content));
-                return Ok(r);
-            }
-            host.write_atomic(&self.path, self.content.as_bytes(), self.mode)?;
-            return Ok(StepReport::new(name, Outcome::Changed, "created"));
-        };
-        let old = String::from_utf8_lossy(&current);
-        if old == self.content {
+        let change = FileChange::plan(host, &self.path, |_| Ok(self.content.as_bytes().to_vec()))?;
+        if change.is_noop() {
             return Ok(StepReport::new(name, Outcome::Ok, "unchanged"));
         }
-        let diff = unified_diff(&self.path, &old, self.content);
-        if mode.dry_run {
-            let mut r = StepReport::new(name, Outcome::WouldChange, "would replace (backup kept)");
-            r.diff = Some(diff);
-            return Ok(r);
-        }
-        if mode.replace == Replace::Ask {
-            printer.status(&diff);
-            let question = format!("replace `{}` on {}?", self.path.display(), host.name());
-            if !printer.confirm(&question)? {
-                return Err(anyhow!("`{}` on {} differs from what lifeos-spark would write", self.path.display(), host.name()))
-                    .hint("review the diff above, then re-run with `--yes` to replace it (a timestamped backup is kept)");
+        let old = change.before.as_deref().map(String::from_utf8_lossy);
+        let diff = unified_diff(&self.path, old.as_deref().unwrap_or(""), self.content);
+        let exists = change.before.is_some();
+        let (outcome, detail) = match (mode.dry_run, exists) {
+            (true, false) => (Outcome::WouldChange, "would create".to_string()),
+            (true, true) => (
+                Outcome::WouldChange,
+                "would replace (backup kept)".to_string(),
+            ),
+            (false, false) => {
+                change.apply(host, self.mode.unwrap_or(0o644), false)?;
+                (Outcome::Changed, "created".to_string())
             }
+            (false, true) => {
+                self.confirm_replace(host, mode, &diff, printer)?;
+                let backup = change.apply(host, self.mode.unwrap_or(0o644), true)?;
+                let at = backup.map(|b| b.display().to_string()).unwrap_or_default();
+                (Outcome::Changed, format!("replaced; backup at `{at}`"))
+            }
+        };
+        let mut report = StepReport::new(name, outcome, detail);
+        if outcome == Outcome::WouldChange || exists {
+            report.diff = Some(diff);
         }
-        let backup = backup_path(&self.path);
-        host.write_atomic(&backup, &current, None)?;
-        host.write_atomic(&self.path, self.content.as_bytes(), self.mode)?;
-        let mut r = StepReport::new(
-            name,
-            Outcome::Changed,
-            format!("replaced; backup at `{}`", backup.display()),
-        );
-        r.diff = Some(diff);
-        Ok(r)
+        Ok(report)
+    }
+
+    fn confirm_replace(
+        &self,
+        host: &dyn Host,
+        mode: Mode,
+        diff: &str,
+        printer: &crate::ui::Printer,
+    ) -> Result<()> {
+        if mode.replace == Replace::Yes {
+            return Ok(());
+        }
+        printer.status(diff);
+        let question = format!("replace `{}` on {}?", self.path.display(), host.name());
+        if printer.confirm(&question)? {
+            return Ok(());
+        }
+        Err(anyhow!("`{}` on {} differs from what lifeos-spark would write", self.path.display(), host.name()))
+            .hint("review the diff above, then re-run with `--yes` to replace it (a timestamped backup is kept)")
     }
 }
 

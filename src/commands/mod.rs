@@ -1,8 +1,14 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
+mod connection_info;
 mod doctor;
+mod env;
+mod migrate;
 mod models;
+mod nodes;
 mod service;
+mod setup;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -69,6 +75,12 @@ impl Context {
         }
     }
 
+    /// A host named by a command's own option (`--from`, `--to`), not `--host`.
+    pub fn connect(&self, target: &str) -> Result<Box<dyn Host>> {
+        self.printer.debug(format!("connecting to `{target}`"));
+        host::connect(target, &self.ssh_options())
+    }
+
     pub fn ssh_options(&self) -> SshOptions {
         SshOptions {
             accept_new_host_key: self.global.accept_new_host_key,
@@ -78,16 +90,20 @@ impl Context {
 }
 
 pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
-    let name = cli.command.name();
     let ctx = Context::new(cli.global);
     let result = match cli.command {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
+        CommandName::Env(args) => env::run(&ctx, args),
+        CommandName::ConnectionInfo(args) => connection_info::run(&ctx, args),
+        CommandName::Workflows(args) => workflows::run(&ctx, args),
         CommandName::Compose(args) => service::compose(&ctx, args),
         CommandName::Up(args) => service::up(&ctx, args),
         CommandName::Down(args) => service::down(&ctx, args),
         CommandName::Status(args) => service::status(&ctx, args),
+        CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         CommandName::Models(args) => models::run(&ctx, args),
-        _ => Err(anyhow::anyhow!("{name} is not implemented yet")),
+        CommandName::Setup(args) => setup::run(&ctx, args),
+        CommandName::Migrate(args) => migrate::run(&ctx, args),
     };
     (ctx.printer, result)
 }

@@ -25,7 +25,11 @@ fn playbook_for(host: &dyn Host, args: &ServiceArgs) -> Result<Playbook> {
     }
 }
 
-fn deployment<'a>(ctx: &Context, host: &'a dyn Host, args: &ServiceArgs) -> Result<Deployment<'a>> {
+pub(super) fn deployment<'a>(
+    ctx: &Context,
+    host: &'a dyn Host,
+    args: &ServiceArgs,
+) -> Result<Deployment<'a>> {
     let playbook = playbook_for(host, args)?;
     ctx.printer.debug(format!("playbook `{}`", playbook.name));
     Deployment::new(
@@ -57,14 +61,19 @@ pub fn compose(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--url`, or the address of the host with the playbook's port.
+pub(super) fn url_for(d: &Deployment, url: Option<String>) -> Result<String> {
+    match url {
+        Some(u) => Ok(u),
+        None => service::default_url(d.host.name(), d.playbook.port, None),
+    }
+}
+
 pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
     let d = deployment(ctx, host.as_ref(), &args.service)?;
     warn_if_exposed(ctx, &d);
-    let url = match args.url {
-        Some(u) => u,
-        None => service::default_url(host.name(), d.playbook.port, None)?,
-    };
+    let url = url_for(&d, args.url)?;
     let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
     ctx.print_steps(host.name(), &reports)?;
     Ok(ExitCode::SUCCESS)

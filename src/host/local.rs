@@ -95,6 +95,8 @@ impl Host for LocalHost {
                 mtime: m.mtime(),
                 mode: m.mode() & 0o7777,
                 is_dir: m.is_dir(),
+                uid: Some(m.uid()),
+                gid: Some(m.gid()),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot stat `{}`", path.display())),

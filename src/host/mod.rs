@@ -100,6 +100,9 @@ pub struct FileStat {
     /// Permission bits (`0o644`).
     pub mode: u32,
     pub is_dir: bool,
+    /// Numeric owner, so a rewrite can hand the file back to its owner; `None` when unknown.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// A file open for positioned writes: the sink of a (segmented) download or an upload.

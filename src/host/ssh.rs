@@ -146,6 +146,8 @@ impl Host for SshHost {
                 mtime: s.mtime.unwrap_or(0) as i64,
                 mode: s.perm.unwrap_or(0) & 0o7777,
                 is_dir: s.is_dir(),
+                uid: s.uid,
+                gid: s.gid,
             })),
             Err(e) if e.code() == ErrorCode::SFTP(SFTP_NO_SUCH_FILE) => Ok(None),
             Err(e) => Err(e)

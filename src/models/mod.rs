@@ -2,6 +2,7 @@
 //! that puts them on a host (rustup's split: transport, sink, verification and progress meet
 //! at narrow interfaces; `ops` holds the commands' logic).
 
+pub mod copy;
 pub mod fetch;
 pub mod http;
 pub mod hub;

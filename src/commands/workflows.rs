@@ -1,0 +1,136 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use bytesize::ByteSize;
+
+use super::Context;
+use crate::cli::{WorkflowsAction, WorkflowsArgs};
+use crate::host::{self, LocalHost};
+use crate::ui::HintExt;
+use crate::workflows::{self, BackupReport, RestoreReport};
+
+pub fn run(ctx: &Context, args: WorkflowsArgs) -> Result<ExitCode> {
+    let local = LocalHost::new();
+    let dry_run = ctx.global.dry_run;
+    match args.action {
+        WorkflowsAction::Backup { root, out } => {
+            let host = ctx.host()?;
+            let out = out.unwrap_or_else(|| default_archive_name(host.name()));
+            let report = workflows::backup(host.as_ref(), &root, &local, &out, dry_run)?;
+            print_backup(ctx, &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowsAction::Restore { file, root, force } => {
+            let host = ctx.host()?;
+            let report = workflows::restore(&local, &file, host.as_ref(), &root, force, dry_run)?;
+            print_restore(ctx, &report)
+        }
+        WorkflowsAction::Transfer {
+            from,
+            to,
+            from_root,
+            to_root,
+            force,
+        } => {
+            let from = host::connect(&from, &ctx.ssh_options())?;
+            let to = host::connect(&to, &ctx.ssh_options())?;
+            let report = workflows::transfer(
+                from.as_ref(),
+                &from_root,
+                to.as_ref(),
+                &to_root,
+                force,
+                dry_run,
+            )?;
+            print_restore(ctx, &report)
+        }
+    }
+}
+
+/// `workflows-<host>-<time>.tar.gz` in the current folder.
+fn default_archive_name(host: &str) -> PathBuf {
+    let host: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    PathBuf::from(format!("workflows-{host}-{stamp}.tar.gz"))
+}
+
+fn print_backup(ctx: &Context, report: &BackupReport) -> Result<()> {
+    for s in &report.skipped {
+        ctx.printer
+            .warn(format!("skipped `{}`: {}", s.path, s.reason));
+    }
+    if ctx.printer.json {
+        return ctx.printer.json_doc(report);
+    }
+    let what = format!(
+        "{} files ({}) from {} on {}",
+        report.files,
+        ByteSize(report.bytes),
+        report.folders.join(", "),
+        report.host
+    );
+    match &report.archive {
+        Some(path) => ctx.printer.data(&format!(
+            "backed up {what} into `{}` ({})",
+            path.display(),
+            ByteSize(report.archive_bytes)
+        )),
+        None => ctx.printer.data(&format!("would back up {what}")),
+    }
+    Ok(())
+}
+
+fn print_restore(ctx: &Context, report: &RestoreReport) -> Result<ExitCode> {
+    for s in &report.skipped {
+        ctx.printer
+            .warn(format!("skipped on the source `{}`: {}", s.path, s.reason));
+    }
+    let o = &report.outcome;
+    if ctx.printer.json {
+        ctx.printer.json_doc(report)?;
+    } else {
+        let lines: String = [
+            (
+                if report.dry_run {
+                    "would restore"
+                } else {
+                    "restored"
+                },
+                &o.restored,
+            ),
+            ("unchanged", &o.unchanged),
+            ("conflicting", &o.conflicting),
+        ]
+        .iter()
+        .flat_map(|(label, paths)| paths.iter().map(move |p| format!("{label}: {p}\n")))
+        .collect();
+        ctx.printer.data(&lines);
+        for b in &o.backups {
+            ctx.printer
+                .status(format!("kept the replaced file as `{}`", b.display()));
+        }
+        ctx.printer.status(format!(
+            "{} restored, {} unchanged, {} conflicting ({} written, {} verified) under `{}` on {}",
+            o.restored.len(),
+            o.unchanged.len(),
+            o.conflicting.len(),
+            ByteSize(o.bytes_written),
+            report.verified,
+            report.root.display(),
+            report.host
+        ));
+    }
+    if o.conflicting.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(anyhow!(
+        "{} files differ on {} and were left alone",
+        o.conflicting.len(),
+        report.host
+    ))
+    .hint("compare them, then re-run with `--force` to replace them (the old ones are kept as `<name>.bak-<time>`)")
+}

@@ -1,0 +1,612 @@
+//! `setup`: the whole way from a fresh host to a verified ComfyUI, as phases run in order —
+//! doctor, compose, up, models, nodes, verify, connection-info. Each phase is made of steps
+//! that check first, so a second run changes nothing, an interrupted run continues where it
+//! stopped (state comes from the host itself: files, hash stamps, containers), and `--dry-run`
+//! prints the plan.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+
+use crate::connection_info;
+use crate::doctor::{self, DoctorOptions, Status};
+use crate::gpu::Profile;
+use crate::host::Host;
+use crate::models::fetch::FetchOptions;
+use crate::models::hub::Hub;
+use crate::models::manifest::Manifest;
+use crate::models::ops::{self as models, PullOptions, Target};
+use crate::models::report::{PullReport, PullStatus};
+use crate::nodes::{self, manifest::NodeList, InstallOptions};
+use crate::playbook::Playbook;
+use crate::service::{self, Deployment};
+use crate::step::{Mode, Outcome, StepReport};
+use crate::ui::{HintExt, Printer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Doctor,
+    Compose,
+    Up,
+    Models,
+    Nodes,
+    Verify,
+    ConnectionInfo,
+}
+
+pub const PHASES: [Phase; 7] = [
+    Phase::Doctor,
+    Phase::Compose,
+    Phase::Up,
+    Phase::Models,
+    Phase::Nodes,
+    Phase::Verify,
+    Phase::ConnectionInfo,
+];
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Doctor => "doctor",
+            Phase::Compose => "compose",
+            Phase::Up => "up",
+            Phase::Models => "models",
+            Phase::Nodes => "nodes",
+            Phase::Verify => "verify",
+            Phase::ConnectionInfo => "connection-info",
+        }
+    }
+}
+
+pub struct SetupOptions {
+    pub playbook: Option<String>,
+    pub root: Option<String>,
+    pub gpu: bool,
+    pub bind: Option<std::net::IpAddr>,
+    pub url: Option<String>,
+    pub manifest: Option<PathBuf>,
+    pub nodes: Option<String>,
+    pub jobs: usize,
+    pub fetch: FetchOptions,
+    /// Phases to run, in `PHASES` order.
+    pub phases: Vec<Phase>,
+    pub mode: Mode,
+    /// Copy the models from this host and root (`migrate --models-from source`) instead of
+    /// downloading them.
+    pub models_from: Option<(Arc<dyn Host>, PathBuf)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub phase: Phase,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub steps: Vec<StepReport>,
+    pub elapsed_ms: u128,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupReport {
+    pub host: String,
+    pub playbook: Option<String>,
+    /// Where ComfyUI answers (what Life-OS's `COMFYUI_URL` should be).
+    pub url: Option<String>,
+    pub dry_run: bool,
+    pub phases: Vec<PhaseReport>,
+    pub downloaded_bytes: u64,
+    pub elapsed_ms: u128,
+}
+
+impl SetupReport {
+    pub fn failed(&self) -> bool {
+        self.phases.iter().any(|p| p.outcome == Outcome::Failed)
+    }
+}
+
+/// The outcome of a phase from its steps: failed > would change / changed > ok.
+fn summarize(steps: &[StepReport]) -> Outcome {
+    let has = |o: Outcome| steps.iter().any(|s| s.outcome == o);
+    if !steps.is_empty() && steps.iter().all(|s| s.outcome == Outcome::Skipped) {
+        Outcome::Skipped
+    } else if has(Outcome::Failed) {
+        Outcome::Failed
+    } else if has(Outcome::Changed) {
+        Outcome::Changed
+    } else if has(Outcome::WouldChange) {
+        Outcome::WouldChange
+    } else {
+        Outcome::Ok
+    }
+}
+
+/// What a phase produced: its steps and a one-line summary.
+struct PhaseOutput {
+    steps: Vec<StepReport>,
+    detail: String,
+}
+
+impl From<Vec<StepReport>> for PhaseOutput {
+    fn from(steps: Vec<StepReport>) -> Self {
+        let changed = steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Changed | Outcome::WouldChange))
+            .count();
+        let detail = match changed {
+            0 => format!("{} steps ok", steps.len()),
+            n => format!(
+                "{n} of {} steps {}",
+                steps.len(),
+                if steps.iter().any(|s| s.outcome == Outcome::WouldChange) {
+                    "would change"
+                } else {
+                    "changed"
+                }
+            ),
+        };
+        PhaseOutput { steps, detail }
+    }
+}
+
+struct Run<'a> {
+    host: &'a Arc<dyn Host>,
+    opts: &'a SetupOptions,
+    printer: &'a Printer,
+    deployment: Option<Deployment<'a>>,
+    url: String,
+    downloaded: u64,
+}
+
+pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
+    let started = Instant::now();
+    let host_ref: &dyn Host = host.as_ref();
+    let mut run = Run {
+        host,
+        opts,
+        printer,
+        deployment: None,
+        url: String::new(),
+        downloaded: 0,
+    };
+    let mut phases = Vec::new();
+    let mut blocked: Option<String> = None;
+    for phase in PHASES {
+        let t = Instant::now();
+        let report = if !opts.phases.contains(&phase) {
+            PhaseReport {
+                phase,
+                outcome: Outcome::Skipped,
+                detail: "not selected".into(),
+                steps: Vec::new(),
+                elapsed_ms: 0,
+            }
+        } else if let Some(why) = &blocked {
+            PhaseReport {
+                phase,
+                outcome: Outcome::Skipped,
+                detail: why.clone(),
+                steps: Vec::new(),
+                elapsed_ms: 0,
+            }
+        } else {
+            printer.status(format!("== {} on {}", phase.name(), host_ref.name()));
+            match run.phase(phase, host_ref) {
+                Ok(out) => PhaseReport {
+                    phase,
+                    outcome: summarize(&out.steps),
+                    detail: out.detail,
+                    steps: out.steps,
+                    elapsed_ms: t.elapsed().as_millis(),
+                },
+                Err(e) => {
+                    blocked = Some(format!("`{}` failed", phase.name()));
+                    printer.print_error(&e);
+                    PhaseReport {
+                        phase,
+                        outcome: Outcome::Failed,
+                        detail: format!("{e:#}"),
+                        steps: Vec::new(),
+                        elapsed_ms: t.elapsed().as_millis(),
+                    }
+                }
+            }
+        };
+        if report.outcome == Outcome::Failed && blocked.is_none() {
+            blocked = Some(format!("`{}` failed", phase.name()));
+        }
+        phases.push(report);
+    }
+    Ok(SetupReport {
+        host: host_ref.name().to_string(),
+        playbook: run.deployment.as_ref().map(|d| d.playbook.name.clone()),
+        url: run.deployment.as_ref().map(|_| run.url.clone()),
+        dry_run: opts.mode.dry_run,
+        phases,
+        downloaded_bytes: run.downloaded,
+        elapsed_ms: started.elapsed().as_millis(),
+    })
+}
+
+/// Checks that `--gpu none` (a CPU-only service) does without.
+const GPU_CHECKS: [&str; 3] = ["gpu", "driver", "nvidia_runtime"];
+
+impl<'a> Run<'a> {
+    fn phase(&mut self, phase: Phase, host: &'a dyn Host) -> Result<PhaseOutput> {
+        if phase != Phase::Doctor {
+            self.choose(host, None)?;
+        }
+        match phase {
+            Phase::Doctor => self.doctor(host),
+            Phase::Compose => {
+                let d = self.d();
+                let docker = d.ready_for_gpu()?;
+                Ok(d.write_files(&docker, self.opts.mode, self.printer)?.into())
+            }
+            Phase::Up => {
+                let d = self.d();
+                let docker = d.ready_for_gpu()?;
+                Ok(
+                    d.start(&docker, &self.url, false, self.opts.mode, self.printer)?
+                        .into(),
+                )
+            }
+            Phase::Models => self.models(),
+            Phase::Nodes => {
+                let d = self.d();
+                let list = NodeList::load(self.opts.nodes.as_deref())?;
+                Ok(nodes::install(
+                    d,
+                    &list,
+                    &self.url,
+                    InstallOptions::default(),
+                    self.opts.mode,
+                    self.printer,
+                )?
+                .into())
+            }
+            Phase::Verify => self.verify(host),
+            Phase::ConnectionInfo => {
+                let d = self.d();
+                let opts = connection_info::Options {
+                    port: d.playbook.port,
+                    address: None,
+                    dry_run: self.opts.mode.dry_run,
+                };
+                let r = connection_info::run(host, &opts)?;
+                let mut step = StepReport::new(
+                    r.path.display().to_string(),
+                    r.status,
+                    format!("COMFYUI_URL={}", r.info.comfyui_url),
+                );
+                step.diff = (!r.diff.is_empty()).then_some(r.diff);
+                Ok(vec![step].into())
+            }
+        }
+    }
+
+    /// Make the deployment once: the named playbook, or the one for the profile doctor found
+    /// (probed here when doctor did not run).
+    fn choose(&mut self, host: &'a dyn Host, profile: Option<Profile>) -> Result<()> {
+        if self.deployment.is_some() {
+            return Ok(());
+        }
+        let profile = match profile {
+            Some(p) => p,
+            None => match crate::gpu::probe(host)? {
+                crate::gpu::Probe::Gpus(g) => crate::gpu::profile_of(&g),
+                _ => Profile::NoGpu,
+            },
+        };
+        let playbook = match (&self.opts.playbook, profile) {
+            (Some(p), _) => Playbook::load(p)?,
+            (None, Profile::NoGpu) if !self.opts.gpu => Playbook::load("generic-nvidia")?,
+            (None, profile) => Playbook::for_profile(profile)?,
+        };
+        let d = Deployment::new(
+            host,
+            playbook,
+            self.opts.root.as_deref(),
+            self.opts.gpu,
+            self.opts.bind,
+        )?;
+        self.url = match &self.opts.url {
+            Some(u) => u.clone(),
+            None => service::default_url(host.name(), d.playbook.port, None)?,
+        };
+        self.deployment = Some(d);
+        Ok(())
+    }
+
+    /// The deployment; `phase` chose it before any phase but doctor.
+    fn d(&self) -> &Deployment<'a> {
+        self.deployment.as_ref().expect("chosen before the phase")
+    }
+
+    fn doctor(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
+        let root = self
+            .opts
+            .root
+            .clone()
+            .unwrap_or_else(|| crate::defaults::ROOT.to_string());
+        let report = doctor::run(
+            host,
+            &DoctorOptions {
+                root,
+                port: crate::defaults::PORT,
+                gpu_smoke: None,
+            },
+        )?;
+        let steps: Vec<StepReport> = report
+            .checks
+            .iter()
+            .map(|c| {
+                let tolerated = !self.opts.gpu && GPU_CHECKS.contains(&c.name);
+                let outcome = match c.status {
+                    Status::Fail if !tolerated => Outcome::Failed,
+                    _ => Outcome::Ok,
+                };
+                let hint = c
+                    .hint
+                    .as_deref()
+                    .filter(|_| c.status != Status::Ok)
+                    .map_or(String::new(), |h| format!(" (hint: {h})"));
+                StepReport::new(
+                    c.name,
+                    outcome,
+                    format!("{}: {}{hint}", status_word(c.status), c.detail),
+                )
+            })
+            .collect();
+        let blocker = report
+            .checks
+            .iter()
+            .zip(&steps)
+            .find(|(_, s)| s.outcome == Outcome::Failed);
+        if let Some((check, _)) = blocker {
+            return Err(anyhow!("doctor: `{}` failed: {}", check.name, check.detail)).hint(
+                check
+                    .hint
+                    .clone()
+                    .unwrap_or_else(|| "run `lifeos-spark doctor`".into()),
+            );
+        }
+        self.choose(host, Some(report.profile))?;
+        let warnings = report
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Ok)
+            .count();
+        let detail = format!(
+            "profile {}, {} checks, {warnings} warnings{}",
+            report.profile.as_str(),
+            steps.len(),
+            if self.opts.gpu {
+                ""
+            } else {
+                " (GPU checks do not block `--gpu none`)"
+            }
+        );
+        Ok(PhaseOutput { steps, detail })
+    }
+
+    fn models(&mut self) -> Result<PhaseOutput> {
+        let d = self.d();
+        let root = d
+            .root
+            .to_str()
+            .map(String::from)
+            .ok_or_else(|| anyhow!("root is not UTF-8"))?;
+        let manifest = Manifest::load(self.opts.manifest.as_deref(), false)?;
+        let target = Target {
+            host: self.host.clone(),
+            root,
+        };
+        let opts = PullOptions {
+            only: Vec::new(),
+            jobs: self.opts.jobs,
+            fetch: self.opts.fetch,
+            dry_run: self.opts.mode.dry_run,
+            hub: Hub::from_env()?,
+        };
+        let report = models::pull(&target, &manifest, &opts, self.printer)?;
+        self.downloaded += report.fetched_bytes;
+        pull_output(report)
+    }
+
+    fn verify(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
+        let d = self.d();
+        let client = crate::comfyui::Client::new(&self.url)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        if rt.block_on(client.system_stats()).is_err() {
+            if self.opts.mode.dry_run {
+                let why = format!(
+                    "ComfyUI does not answer at {} yet: verified after a real run",
+                    self.url
+                );
+                return Ok(PhaseOutput {
+                    steps: vec![StepReport::new("verify", Outcome::Skipped, why.clone())],
+                    detail: why,
+                });
+            }
+            return Err(anyhow!("ComfyUI does not answer at {}", self.url));
+        }
+        let manifest = Manifest::load(self.opts.manifest.as_deref(), false)?;
+        let mut steps = Vec::new();
+        for file in &manifest.models {
+            steps.push(model_seen(
+                &rt, &client, host, &d.root, &file.id, &file.dest, file.size,
+            )?);
+        }
+        let list = NodeList::load(self.opts.nodes.as_deref())?;
+        for proof in nodes::verify(d, &list, &self.url)? {
+            let outcome = if proof.loaded {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            };
+            let detail = match proof.loaded {
+                true => format!("/object_info lists {}", proof.found.join(", ")),
+                false => format!(
+                    "/object_info lacks {}; log: {}",
+                    proof.missing.join(", "),
+                    proof.log.join(" | ")
+                ),
+            };
+            steps.push(StepReport::new(
+                format!("node {}", proof.id),
+                outcome,
+                detail,
+            ));
+        }
+        if let Some(bad) = steps.iter().find(|s| s.outcome == Outcome::Failed) {
+            return Err(anyhow!("verify failed: {}: {}", bad.name, bad.detail));
+        }
+        Ok(PhaseOutput {
+            detail: format!(
+                "{} model files and {} nodes seen by ComfyUI",
+                manifest.models.len(),
+                list.nodes.len()
+            ),
+            steps,
+        })
+    }
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
+    }
+}
+
+/// ComfyUI's `/models/<folder>` must list the file. For a folder ComfyUI does not register
+/// (InsightFace's packs are read by the node itself), the file on disk must have its size.
+fn model_seen(
+    rt: &tokio::runtime::Runtime,
+    client: &crate::comfyui::Client,
+    host: &dyn Host,
+    root: &std::path::Path,
+    id: &str,
+    dest: &str,
+    size: u64,
+) -> Result<StepReport> {
+    let name = format!("model {id}");
+    let rel = dest.strip_prefix("models/").unwrap_or(dest);
+    let (folder, file) = rel.split_once('/').unwrap_or((rel, ""));
+    match rt.block_on(client.models(folder)) {
+        Ok(listed) if listed.iter().any(|f| f == file) => Ok(StepReport::new(
+            name,
+            Outcome::Ok,
+            format!("ComfyUI lists {folder}/{file}"),
+        )),
+        Ok(_) => Ok(StepReport::new(
+            name,
+            Outcome::Failed,
+            format!("ComfyUI does not list {file} in /models/{folder}"),
+        )),
+        Err(_) => Ok(match host.stat(&root.join(dest))? {
+            Some(s) if s.size == size => StepReport::new(
+                name,
+                Outcome::Ok,
+                format!("{dest} in place (no /models/{folder} in ComfyUI)"),
+            ),
+            _ => StepReport::new(name, Outcome::Failed, format!("{dest} is missing")),
+        }),
+    }
+}
+
+fn pull_output(report: PullReport) -> Result<PhaseOutput> {
+    if report.interrupted {
+        return Err(anyhow!(
+            "interrupted: finished parts are kept; run `setup` again to resume"
+        ));
+    }
+    if let Some(failure) = report.files.iter().find(|f| f.status == PullStatus::Failed) {
+        return Err(anyhow!(
+            "model {} failed: {}",
+            failure.id,
+            failure.error.clone().unwrap_or_default()
+        ));
+    }
+    let steps: Vec<StepReport> = report
+        .files
+        .iter()
+        .map(|f| {
+            let outcome = match f.status {
+                PullStatus::Present => Outcome::Ok,
+                PullStatus::Fetched | PullStatus::Linked => Outcome::Changed,
+                PullStatus::WouldFetch | PullStatus::WouldLink | PullStatus::WouldVerify => {
+                    Outcome::WouldChange
+                }
+                PullStatus::Failed | PullStatus::Interrupted => Outcome::Failed,
+            };
+            let status = serde_json::to_value(f.status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            StepReport::new(
+                format!("model {}", f.id),
+                outcome,
+                format!(
+                    "{status} {} ({})",
+                    f.dest.display(),
+                    bytesize::ByteSize(f.size)
+                ),
+            )
+        })
+        .collect();
+    let detail = match report.dry_run {
+        true => format!(
+            "{} to download, {} free",
+            bytesize::ByteSize(report.needed_bytes),
+            bytesize::ByteSize(report.free_bytes)
+        ),
+        false => format!("{} downloaded", bytesize::ByteSize(report.fetched_bytes)),
+    };
+    Ok(PhaseOutput { steps, detail })
+}
+
+/// Per phase a line, then Ansible's recap line.
+pub fn render(report: &SetupReport) -> String {
+    let mut out = String::new();
+    for p in &report.phases {
+        out += &format!(
+            "{:16} {:13} {}\n",
+            p.phase.name(),
+            p.outcome.label(),
+            p.detail
+        );
+        for s in p.steps.iter().filter(|s| s.outcome != Outcome::Ok) {
+            out += &format!(
+                "  {:14} {:13} {}: {}
+",
+                "",
+                s.outcome.label(),
+                s.name,
+                s.detail
+            );
+            if let (Some(diff), true) = (&s.diff, report.dry_run) {
+                out += diff;
+            }
+        }
+    }
+    let count = |o: Outcome| report.phases.iter().filter(|p| p.outcome == o).count();
+    out += &format!(
+        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {:.1?}\n",
+        report.host,
+        count(Outcome::Ok),
+        count(Outcome::Changed),
+        count(Outcome::WouldChange),
+        count(Outcome::Skipped),
+        count(Outcome::Failed),
+        bytesize::ByteSize(report.downloaded_bytes),
+        Duration::from_millis(report.elapsed_ms as u64)
+    );
+    out
+}

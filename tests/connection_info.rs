@@ -1,0 +1,167 @@
+//! `connection-info` through the built binary: on this machine with a fake `nvidia-smi`
+//! (captured GB10 output), and over SSH against a real sshd posing as an RTX 4090 PC.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+fn run_local(home: &Path, args: &[&str]) -> Output {
+    let fakebin = fake_gpu_bin(home, "gb10");
+    let path = format!("{}:{}", fakebin.display(), std::env::var("PATH").unwrap());
+    Command::new(bin())
+        .args(args)
+        .env("HOME", home)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env("HF_TOKEN", "hf_must_never_appear")
+        .output()
+        .unwrap()
+}
+
+fn system_gib() -> u64 {
+    let m = fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = m
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (kib / 1024 + 512) / 1024
+}
+
+fn setup_date(text: &str) -> &str {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Setup Date: "))
+        .unwrap()
+}
+
+#[test]
+fn spark_file_like_the_seed_then_ok_on_rerun() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run_local(
+        home.path(),
+        &["connection-info", "--address", "192.168.1.101"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = fs::read_to_string(home.path().join("CONNECTION_INFO.txt")).unwrap();
+    assert_eq!(stdout(&out), written, "prints what it wrote");
+    let expected = format!(
+        "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: {} GiB unified\nSetup Date: {}\n",
+        system_gib(),
+        setup_date(&written)
+    );
+    assert_eq!(written, expected);
+    assert!(!written.contains("hf_must_never_appear"));
+    assert!(stderr(&out).starts_with("changed:"), "{}", stderr(&out));
+
+    let again = run_local(
+        home.path(),
+        &["connection-info", "--address", "192.168.1.101"],
+    );
+    assert!(stderr(&again).starts_with("ok:"), "{}", stderr(&again));
+    assert_eq!(
+        fs::read_to_string(home.path().join("CONNECTION_INFO.txt")).unwrap(),
+        written
+    );
+
+    // A new address rewrites the file but keeps the first setup date; --dry-run only diffs.
+    let dry = run_local(
+        home.path(),
+        &["connection-info", "--address", "10.0.0.9", "--dry-run"],
+    );
+    assert!(
+        stdout(&dry).contains("+COMFYUI_URL=http://10.0.0.9:8188"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(
+        fs::read_to_string(home.path().join("CONNECTION_INFO.txt")).unwrap(),
+        written
+    );
+    let moved = run_local(
+        home.path(),
+        &["connection-info", "--address", "10.0.0.9", "--json"],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!(doc["status"], "changed");
+    assert_eq!(doc["info"]["comfyui_url"], "http://10.0.0.9:8188");
+    assert_eq!(doc["info"]["setup_date"], setup_date(&written));
+}
+
+#[test]
+fn address_is_the_source_of_the_default_route() {
+    let route = Command::new("ip")
+        .args(["-4", "route", "get", "1.1.1.1"])
+        .output();
+    let Some(route) = route.ok().filter(|o| o.status.success()) else {
+        eprintln!("SKIPPED: no `ip` or no IPv4 route here");
+        return;
+    };
+    let text = stdout(&route);
+    let src = text
+        .split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = run_local(home.path(), &["connection-info"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("\nIP Address: {src}\n")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(&format!("\nCOMFYUI_URL=http://{src}:8188\n")));
+}
+
+#[test]
+fn over_ssh_on_an_rtx_4090_pc() {
+    let client = ClientHome::new();
+    let Some(server) = SshServer::start(SshServerConfig {
+        gpu_profile: Some("rtx4090"),
+        docker_host: None,
+        authorized_keys: vec![client.public_key()],
+    }) else {
+        return;
+    };
+    client.add_alias("rtx", &server);
+    client.trust(&server);
+    let out = client
+        .lifeos()
+        .args([
+            "--host",
+            "rtx",
+            "connection-info",
+            "--port",
+            "8189",
+            "--address",
+            "192.168.1.100",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = fs::read_to_string(server.home().join("CONNECTION_INFO.txt")).unwrap();
+    assert_eq!(stdout(&out), written);
+    assert!(
+        written.starts_with("# RTX 4090 PC Connection Information\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains("\nCOMFYUI_URL=http://192.168.1.100:8189\nCOMFYUI_DEVICE_TYPE=rtx_4090\n")
+    );
+    assert!(
+        written.contains("\nModel: NVIDIA GeForce RTX 4090\nMemory: 24 GiB VRAM\n"),
+        "{written}"
+    );
+    assert!(
+        !client.path().join("CONNECTION_INFO.txt").exists(),
+        "written on the operator's side"
+    );
+}

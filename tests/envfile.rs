@@ -1,0 +1,348 @@
+//! `env set|get|show` run as the built binary against real files in temp folders, and over
+//! SSH against a real sshd.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lifeos(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeos-spark"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("LIFEOS_ENV_FILE")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Everything a real `.env` may hold: a BOM-less UTF-8 file with comments, blank lines,
+/// `export`, both quote styles, an inline comment, CRLF line ends, a duplicate key, unicode
+/// and no final newline.
+const FIXTURE: &str = "# Life-OS settings\r\n\r\nexport OPENAI_API_KEY='sk-live-123' # rotate monthly\r\nCOMFYUI_URL=http://192.168.1.100:8188  # RTX PC\r\nCOMFYUI_TIMEOUT=120\r\nGREETING=\"grüß dich\"\r\nCOMFYUI_TIMEOUT=300\r\n   # indented comment\r\nCOMFYUI_ENABLED=true";
+
+fn fixture_dir(mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join(".env");
+    fs::write(&env, FIXTURE).unwrap();
+    fs::set_permissions(&env, fs::Permissions::from_mode(mode)).unwrap();
+    (dir, env)
+}
+
+fn backups(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".env.bak-")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn set_changes_only_the_named_keys_byte_for_byte() {
+    let (dir, env) = fixture_dir(0o600);
+    let out = lifeos(
+        dir.path(),
+        &[
+            "env",
+            "set",
+            "COMFYUI_URL=http://192.168.1.101:8188",
+            "COMFYUI_TIMEOUT=600",
+            "COMFYUI_DEVICE_TYPE=dgx_spark",
+            "--file",
+            ".env",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = "# Life-OS settings\r\n\r\nexport OPENAI_API_KEY='sk-live-123' # rotate monthly\r\nCOMFYUI_URL=http://192.168.1.101:8188  # RTX PC\r\nCOMFYUI_TIMEOUT=120\r\nGREETING=\"grüß dich\"\r\nCOMFYUI_TIMEOUT=600\r\n   # indented comment\r\nCOMFYUI_ENABLED=true\r\nCOMFYUI_DEVICE_TYPE=dgx_spark";
+    assert_eq!(text(&fs::read(&env).unwrap()), expected);
+    // Mode 0600 stays 0600, and the backup of the secrets is 0600 too.
+    assert_eq!(fs::metadata(&env).unwrap().mode() & 0o777, 0o600);
+    let baks = backups(dir.path());
+    assert_eq!(baks.len(), 1);
+    assert_eq!(text(&fs::read(&baks[0]).unwrap()), FIXTURE);
+    assert_eq!(fs::metadata(&baks[0]).unwrap().mode() & 0o777, 0o600);
+    // The diff is on stdout, with the secret masked; the status on stderr.
+    let diff = text(&out.stdout);
+    assert!(
+        diff.contains("-COMFYUI_URL=http://192.168.1.100:8188  # RTX PC"),
+        "{diff}"
+    );
+    assert!(diff.contains("+COMFYUI_DEVICE_TYPE=dgx_spark"), "{diff}");
+    assert!(!diff.contains("sk-live-123"), "{diff}");
+    assert!(text(&out.stderr).contains("changed:"));
+}
+
+#[test]
+fn same_value_again_is_ok_and_writes_nothing() {
+    let (dir, env) = fixture_dir(0o640);
+    let out = lifeos(
+        dir.path(),
+        &["env", "set", "COMFYUI_ENABLED=true", "--file", ".env"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("ok:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(text(&fs::read(&env).unwrap()), FIXTURE);
+    assert!(backups(dir.path()).is_empty());
+    assert_eq!(fs::metadata(&env).unwrap().mode() & 0o777, 0o640);
+}
+
+#[test]
+fn dry_run_prints_only_the_diff() {
+    let (dir, env) = fixture_dir(0o600);
+    let out = lifeos(
+        dir.path(),
+        &[
+            "env",
+            "set",
+            "COMFYUI_URL=http://10.0.0.7:8188",
+            "--file",
+            ".env",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("--- "), "{stdout}");
+    assert!(stdout.contains("+COMFYUI_URL=http://10.0.0.7:8188  # RTX PC"));
+    assert_eq!(text(&fs::read(&env).unwrap()), FIXTURE);
+    assert!(backups(dir.path()).is_empty());
+}
+
+#[test]
+fn refuses_line_breaks_nul_and_bad_values_and_leaves_the_file() {
+    let (dir, env) = fixture_dir(0o600);
+    for arg in [
+        "NOTE=two\nlines",
+        "COMFYUI_ENABLED=yes",
+        "9LIVES=x",
+        "NOEQUALS",
+    ] {
+        let out = lifeos(dir.path(), &["env", "set", arg, "--file", ".env"]);
+        assert_eq!(out.status.code(), Some(1), "{arg}");
+        assert!(
+            text(&out.stderr).starts_with("error: "),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = lifeos(dir.path(), &["env", "set", "NOTE=a\rb", "--file", ".env"]);
+    assert!(
+        text(&out.stderr).contains("contains a line break"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&fs::read(&env).unwrap()), FIXTURE);
+    assert!(backups(dir.path()).is_empty());
+}
+
+#[test]
+fn get_reads_the_last_duplicate_and_show_masks_secrets() {
+    let (dir, _env) = fixture_dir(0o600);
+    let get = lifeos(
+        dir.path(),
+        &["env", "get", "COMFYUI_TIMEOUT", "--file", ".env"],
+    );
+    assert_eq!(text(&get.stdout), "300\n");
+    let get = lifeos(dir.path(), &["env", "get", "GREETING", "--file", ".env"]);
+    assert_eq!(text(&get.stdout), "grüß dich\n");
+    let missing = lifeos(dir.path(), &["env", "get", "NOPE", "--file", ".env"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let show = lifeos(dir.path(), &["env", "show", "--file", ".env", "--json"]);
+    let vars: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let vars = vars.as_array().unwrap();
+    let keys: Vec<_> = vars.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "OPENAI_API_KEY",
+            "COMFYUI_URL",
+            "COMFYUI_TIMEOUT",
+            "GREETING",
+            "COMFYUI_ENABLED"
+        ]
+    );
+    assert_eq!(vars[0]["value"], "********");
+    assert_eq!(vars[2]["value"], "300");
+    let reveal = lifeos(
+        dir.path(),
+        &["env", "show", "--file", ".env", "--show-secrets"],
+    );
+    assert!(text(&reveal.stdout).contains("OPENAI_API_KEY=sk-live-123\n"));
+}
+
+#[test]
+fn missing_file_needs_create_and_then_is_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lifeos(
+        dir.path(),
+        &[
+            "env",
+            "set",
+            "COMFYUI_ENABLED=true",
+            "--file",
+            "~/lifeos/.env",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--create"),
+        "{}",
+        text(&out.stderr)
+    );
+    fs::create_dir(dir.path().join("lifeos")).unwrap();
+    let out = lifeos(
+        dir.path(),
+        &[
+            "env",
+            "set",
+            "COMFYUI_ENABLED=true",
+            "--file",
+            "~/lifeos/.env",
+            "--create",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "changed");
+    assert_eq!(report["changed_keys"][0], "COMFYUI_ENABLED");
+    let env = dir.path().join("lifeos/.env");
+    assert_eq!(fs::read_to_string(&env).unwrap(), "COMFYUI_ENABLED=true\n");
+    assert_eq!(fs::metadata(&env).unwrap().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn env_var_names_the_file_and_usage_error_without_one() {
+    let (dir, env) = fixture_dir(0o600);
+    let out = lifeos(dir.path(), &["env", "show"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"))
+        .args(["env", "get", "COMFYUI_URL"])
+        .env("LIFEOS_ENV_FILE", &env)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "http://192.168.1.100:8188\n");
+}
+
+/// Root editing a user's file must hand it back to that user. Needs root to create a file
+/// owned by someone else; elsewhere it says so and checks nothing.
+#[test]
+fn owner_is_kept_when_root_edits() {
+    let uid = text(&Command::new("id").arg("-u").output().unwrap().stdout);
+    if uid.trim() != "0" {
+        eprintln!("not root: cannot create a file owned by another user; owner test not run");
+        return;
+    }
+    let (dir, env) = fixture_dir(0o600);
+    let chown = Command::new("chown")
+        .arg("4321:4322")
+        .arg(&env)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = lifeos(
+        dir.path(),
+        &["env", "set", "COMFYUI_TIMEOUT=900", "--file", ".env"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta = fs::metadata(&env).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (4321, 4322, 0o600)
+    );
+    let bak = fs::metadata(&backups(dir.path())[0]).unwrap();
+    assert_eq!((bak.uid(), bak.gid()), (4321, 4322));
+}
+
+#[test]
+fn two_quick_edits_keep_the_original_in_a_backup() {
+    let (dir, _env) = fixture_dir(0o600);
+    ok_set(dir.path(), "COMFYUI_TIMEOUT=901");
+    ok_set(dir.path(), "COMFYUI_TIMEOUT=902");
+    let baks = backups(dir.path());
+    assert_eq!(baks.len(), 2, "{baks:?}");
+    let contents: Vec<_> = baks.iter().map(|b| text(&fs::read(b).unwrap())).collect();
+    assert!(
+        contents.contains(&FIXTURE.to_string()),
+        "the original is lost"
+    );
+}
+
+fn ok_set(dir: &Path, assignment: &str) {
+    let out = lifeos(dir, &["env", "set", assignment, "--file", ".env"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `env set --host`: the file is edited on the SSH host, through SFTP and `mv`, not locally.
+#[test]
+fn set_over_ssh_edits_the_remote_file_in_place() {
+    use support::*;
+    let client = ClientHome::new();
+    let Some(server) = SshServer::start(SshServerConfig {
+        gpu_profile: None,
+        docker_host: None,
+        authorized_keys: vec![client.public_key()],
+    }) else {
+        return;
+    };
+    client.add_alias("lifeos-box", &server);
+    client.trust(&server);
+    let remote = server.home().join(".env");
+    fs::write(&remote, FIXTURE).unwrap();
+    fs::set_permissions(&remote, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = client
+        .lifeos()
+        .args([
+            "--host",
+            "lifeos-box",
+            "env",
+            "set",
+            "COMFYUI_URL=http://192.168.1.101:8188",
+        ])
+        .args(["--file", "~/.env"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        text(&fs::read(&remote).unwrap()),
+        FIXTURE.replace("192.168.1.100", "192.168.1.101")
+    );
+    assert_eq!(fs::metadata(&remote).unwrap().mode() & 0o777, 0o600);
+    let baks = backups(&server.home());
+    assert_eq!(baks.len(), 1);
+    assert_eq!(fs::metadata(&baks[0]).unwrap().mode() & 0o777, 0o600);
+    assert!(!client.path().join(".env").exists());
+    let get = client
+        .lifeos()
+        .args([
+            "--host",
+            "lifeos-box",
+            "env",
+            "get",
+            "COMFYUI_URL",
+            "--file",
+            "~/.env",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&get.stdout), "http://192.168.1.101:8188\n");
+}

@@ -1,0 +1,178 @@
+//! The pip commands `nodes install` runs in the container, run against a real local virtualenv
+//! (the test image has no Python): a requirement on another torch must fail loudly under the
+//! constraints, never replace the installed one.
+
+use std::path::Path;
+use std::process::Command;
+
+use lifeos_spark::nodes::pip;
+
+/// A minimal wheel (what `pip wheel` of an empty project produces), made with Python's zipfile.
+fn wheel(dir: &Path, name: &str, version: &str) {
+    let script = format!(
+        r#"
+import zipfile
+di = "{name}-{version}.dist-info"
+with zipfile.ZipFile("{dir}/{name}-{version}-py3-none-any.whl", "w") as z:
+    z.writestr(f"{{di}}/METADATA", "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    z.writestr(f"{{di}}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr(f"{{di}}/RECORD", "")
+"#,
+        dir = dir.display()
+    );
+    assert!(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .unwrap()
+        .success());
+}
+
+struct Venv {
+    dir: tempfile::TempDir,
+}
+
+impl Venv {
+    fn pip(&self, args: &[String]) -> std::process::Output {
+        Command::new(self.dir.path().join("venv/bin/pip"))
+            .args(args)
+            // Offline: the wheels the test made are the whole index.
+            .args([
+                "--no-index",
+                "--find-links",
+                self.dir.path().join("wheels").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    }
+
+    fn freeze(&self) -> String {
+        let out = Command::new(self.dir.path().join("venv/bin/pip"))
+            .args(["list", "--format=freeze"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn venv() -> Option<Venv> {
+    let python = Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI").is_err(),
+            "python3 with venv is missing: CI must provide it"
+        );
+        eprintln!("SKIPPED: python3 -m venv is missing");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wheels = dir.path().join("wheels");
+    std::fs::create_dir(&wheels).unwrap();
+    for (n, v) in [
+        ("torch", "2.9.0"),
+        ("torch", "2.10.0"),
+        ("torchsde", "0.2.6"),
+        ("tinyreq", "1.0"),
+    ] {
+        wheel(&wheels, n, v);
+    }
+    assert!(Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(dir.path().join("venv"))
+        .status()
+        .unwrap()
+        .success());
+    let v = Venv { dir };
+    let out = v.pip(&["install".into(), "torch==2.9.0".into()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(v)
+}
+
+#[test]
+fn a_requirement_on_another_torch_fails_loudly_and_keeps_the_installed_one() {
+    let Some(v) = venv() else { return };
+    let constraints = v.dir.path().join("constraints.txt");
+    std::fs::write(&constraints, pip::constraints_from_freeze(&v.freeze())).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&constraints).unwrap(),
+        "torch==2.9.0\n"
+    );
+    let reqs = v.dir.path().join("requirements.txt");
+    std::fs::write(&reqs, "torch>=2.10\ntinyreq\n").unwrap();
+
+    let args = pip::install_args(
+        constraints.to_str().unwrap(),
+        Some(reqs.to_str().unwrap()),
+        &[],
+        false,
+    );
+    let out = v.pip(&args);
+    assert!(!out.status.success(), "pip must refuse");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = pip::explain_failure(&stderr).unwrap_or_else(|| panic!("not recognised: {stderr}"));
+    assert!(why.contains("would break PyTorch"));
+    assert!(v.freeze().contains("torch==2.9.0"));
+    assert!(!v.freeze().contains("tinyreq"), "nothing installed");
+
+    // Control: without the constraints pip really would have replaced torch.
+    let plan = v.pip(&[
+        "install".into(),
+        "--dry-run".into(),
+        "-r".into(),
+        reqs.to_str().unwrap().into(),
+    ]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        pip::would_install(&plan).contains(&"torch-2.10.0".to_string()),
+        "{plan}"
+    );
+}
+
+#[test]
+fn an_unpinned_torch_keeps_the_installed_one_and_the_rest_installs() {
+    let Some(v) = venv() else { return };
+    let constraints = v.dir.path().join("constraints.txt");
+    std::fs::write(&constraints, pip::constraints_from_freeze(&v.freeze())).unwrap();
+    let reqs = v.dir.path().join("requirements.txt");
+    std::fs::write(&reqs, "torch\ntorchsde\n").unwrap();
+    let extras = vec!["tinyreq".to_string()];
+    let dry = v.pip(&pip::install_args(
+        constraints.to_str().unwrap(),
+        Some(reqs.to_str().unwrap()),
+        &extras,
+        true,
+    ));
+    let wanted = pip::would_install(&String::from_utf8_lossy(&dry.stdout));
+    assert_eq!(wanted, ["tinyreq-1.0", "torchsde-0.2.6"]);
+    let out = v.pip(&pip::install_args(
+        constraints.to_str().unwrap(),
+        Some(reqs.to_str().unwrap()),
+        &extras,
+        false,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let freeze = v.freeze();
+    assert!(
+        freeze.contains("torch==2.9.0")
+            && freeze.contains("tinyreq==1.0")
+            && freeze.contains("torchsde==0.2.6"),
+        "{freeze}"
+    );
+    let again = v.pip(&pip::install_args(
+        constraints.to_str().unwrap(),
+        Some(reqs.to_str().unwrap()),
+        &extras,
+        true,
+    ));
+    assert!(pip::would_install(&String::from_utf8_lossy(&again.stdout)).is_empty());
+}

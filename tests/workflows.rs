@@ -1,0 +1,654 @@
+//! `workflows backup|restore|transfer` through the built binary on real file trees: round
+//! trips, determinism, conflicts, hostile archives built here, and a transfer between two
+//! real sshd instances.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flate2::{write::GzEncoder, Compression};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::*;
+use tar::{EntryType, Header};
+
+fn lifeos(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "stdout={}\nstderr={}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// 3 MiB that do not compress to nothing.
+fn large_bytes() -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// A deployment root as a Spark or RTX PC has it: both workflow folders, unicode and spaces,
+/// an empty folder, a 3 MiB file, a 0600 file, and things a backup must not take.
+fn sample_root(dir: &Path) -> PathBuf {
+    let root = dir.join("comfyui");
+    let w = root.join("workflows");
+    fs::create_dir_all(w.join("portraits/über fine")).unwrap();
+    fs::create_dir_all(w.join("empty folder")).unwrap();
+    fs::write(
+        w.join("portraits/über fine/face id.json"),
+        r#"{"nodes":["IPAdapterFaceID"]}"#,
+    )
+    .unwrap();
+    fs::write(w.join("日本語 workflow.json"), "{}\n").unwrap();
+    fs::write(w.join("large.bin"), large_bytes()).unwrap();
+    fs::write(w.join("private.json"), "secret-ish").unwrap();
+    fs::set_permissions(w.join("private.json"), fs::Permissions::from_mode(0o600)).unwrap();
+    symlink("/etc/passwd", w.join("escape-link")).unwrap();
+    let ui = root.join("user/default/workflows");
+    fs::create_dir_all(&ui).unwrap();
+    fs::write(ui.join("saved from UI.json"), "[1,2,3]").unwrap();
+    fs::create_dir_all(root.join("models/checkpoints")).unwrap();
+    fs::write(
+        root.join("models/checkpoints/not-a-workflow.safetensors"),
+        "x",
+    )
+    .unwrap();
+    root
+}
+
+/// Every file and folder under `dir`: relative path -> (mode, content or None for a folder).
+fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                stack.push(p.clone());
+                found.insert(rel, (mode, None));
+            } else {
+                found.insert(rel, (mode, Some(fs::read(&p).unwrap())));
+            }
+        }
+    }
+    found
+}
+
+fn workflows_only(
+    snap: BTreeMap<String, (u32, Option<Vec<u8>>)>,
+) -> BTreeMap<String, (u32, Option<Vec<u8>>)> {
+    snap.into_iter()
+        .filter(|(p, _)| p.starts_with("workflows") || p.starts_with("user/default/workflows"))
+        .filter(|(p, _)| p != "workflows/escape-link")
+        .map(|(p, (mode, data))| (p, (if data.is_none() { 0 } else { mode }, data)))
+        .collect()
+}
+
+#[test]
+fn round_trip_is_exact_and_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample_root(tmp.path());
+    let a = tmp.path().join("a.tar.gz");
+    let b = tmp.path().join("b.tar.gz");
+    let out = ok(lifeos(&[
+        "workflows",
+        "backup",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        a.to_str().unwrap(),
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<_> = workflows_only(snapshot(&root))
+        .into_values()
+        .filter_map(|(_, d)| d)
+        .collect();
+    assert_eq!(report["files"], files.len());
+    assert_eq!(report["files"], 5);
+    assert_eq!(report["bytes"], files.iter().map(Vec::len).sum::<usize>());
+    assert_eq!(report["skipped"][0]["path"], "workflows/escape-link");
+    assert!(stderr(&out).contains("skipped `workflows/escape-link`"));
+    ok(lifeos(&[
+        "workflows",
+        "backup",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        fs::read(&a).unwrap(),
+        fs::read(&b).unwrap(),
+        "same tree, same bytes"
+    );
+
+    // The real tar reads it: manifest first, no owner or time recorded.
+    let listing = sh(&format!("tar tzvf '{}'", a.display()));
+    let first = stdout(&listing).lines().next().unwrap().to_string();
+    assert!(
+        first.contains("0/0")
+            && first.contains("1970-01-01")
+            && first.ends_with("lifeos-spark-manifest.json"),
+        "{first}"
+    );
+
+    let restored = tmp.path().join("restored");
+    let out = ok(lifeos(&[
+        "workflows",
+        "restore",
+        a.to_str().unwrap(),
+        "--root",
+        restored.to_str().unwrap(),
+    ]));
+    assert!(
+        stderr(&out).contains("5 restored, 0 unchanged, 0 conflicting"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        workflows_only(snapshot(&restored)),
+        workflows_only(snapshot(&root))
+    );
+    assert_eq!(
+        fs::metadata(restored.join("workflows/private.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(restored.join("workflows/empty folder").is_dir());
+    assert!(!restored.join("models").exists());
+
+    // Backing up the restored tree gives the very same archive.
+    let c = tmp.path().join("c.tar.gz");
+    ok(lifeos(&[
+        "workflows",
+        "backup",
+        "--root",
+        restored.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+    ]));
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&c).unwrap());
+
+    let again = ok(lifeos(&[
+        "workflows",
+        "restore",
+        a.to_str().unwrap(),
+        "--root",
+        restored.to_str().unwrap(),
+    ]));
+    assert!(
+        stderr(&again).contains("0 restored, 5 unchanged"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn conflicts_are_left_alone_unless_forced_then_backed_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample_root(tmp.path());
+    let archive = tmp.path().join("w.tar.gz");
+    ok(lifeos(&[
+        "workflows",
+        "backup",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        archive.to_str().unwrap(),
+    ]));
+    let dest = tmp.path().join("dest");
+    let edited = dest.join("workflows/日本語 workflow.json");
+    fs::create_dir_all(edited.parent().unwrap()).unwrap();
+    fs::write(&edited, "{\"edited\":true}").unwrap();
+
+    let out = lifeos(&[
+        "workflows",
+        "restore",
+        archive.to_str().unwrap(),
+        "--root",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("conflicting: workflows/日本語 workflow.json"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("hint: compare them, then re-run with `--force`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(&edited).unwrap(), "{\"edited\":true}");
+    assert!(
+        dest.join("workflows/large.bin").exists(),
+        "the others are restored"
+    );
+
+    let dry = ok(lifeos(&[
+        "--dry-run",
+        "workflows",
+        "restore",
+        archive.to_str().unwrap(),
+        "--root",
+        dest.to_str().unwrap(),
+        "--force",
+    ]));
+    assert!(
+        stdout(&dry).contains("would restore: workflows/日本語 workflow.json"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(fs::read_to_string(&edited).unwrap(), "{\"edited\":true}");
+
+    ok(lifeos(&[
+        "workflows",
+        "restore",
+        archive.to_str().unwrap(),
+        "--root",
+        dest.to_str().unwrap(),
+        "--force",
+    ]));
+    assert_eq!(fs::read_to_string(&edited).unwrap(), "{}\n");
+    let baks: Vec<_> = fs::read_dir(edited.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("日本語 workflow.json.bak-"))
+        .collect();
+    assert_eq!(baks.len(), 1, "{baks:?}");
+    assert_eq!(
+        fs::read_to_string(edited.with_file_name(&baks[0])).unwrap(),
+        "{\"edited\":true}"
+    );
+}
+
+#[test]
+fn local_transfer_and_dry_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample_root(tmp.path());
+    let dest = tmp.path().join("spark");
+    let args = [
+        "workflows",
+        "transfer",
+        "--from",
+        "local",
+        "--to",
+        "local",
+        "--from-root",
+        root.to_str().unwrap(),
+        "--to-root",
+        dest.to_str().unwrap(),
+    ];
+    let dry = ok(lifeos(&[&["--dry-run"], &args[..]].concat()));
+    assert!(
+        stdout(&dry).contains("would restore: workflows/large.bin"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(!dest.exists(), "--dry-run wrote something");
+    let out = ok(lifeos(&[&args[..], &["--json"]].concat()));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], 5);
+    assert_eq!(report["restored"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        workflows_only(snapshot(&dest)),
+        workflows_only(snapshot(&root))
+    );
+}
+
+// ---------------------------------------------------------------- hostile archives
+
+/// A raw tar header: the name is written byte for byte, so the tests can say what the tar
+/// crate's own path checks would refuse to write.
+fn raw_header(name: &str, kind: EntryType, size: u64, link: Option<&str>) -> Header {
+    let mut h = Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    if let Some(link) = link {
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    h
+}
+
+fn file_entry(path: &str, data: &[u8]) -> serde_json::Value {
+    json!({"kind": "file", "path": path, "size": data.len(), "sha256": hex::encode(Sha256::digest(data)), "mode": 0o644})
+}
+
+/// Manifest (from `listed`) first, then `entries` as given.
+fn hostile(path: &Path, listed: Vec<serde_json::Value>, entries: Vec<(Header, Vec<u8>)>) {
+    let manifest =
+        serde_json::to_vec(&json!({"format": "lifeos-spark-workflows/1", "entries": listed}))
+            .unwrap();
+    let mut tar = tar::Builder::new(GzEncoder::new(
+        fs::File::create(path).unwrap(),
+        Compression::default(),
+    ));
+    tar.append(
+        &raw_header(
+            "lifeos-spark-manifest.json",
+            EntryType::Regular,
+            manifest.len() as u64,
+            None,
+        ),
+        manifest.as_slice(),
+    )
+    .unwrap();
+    for (header, data) in entries {
+        tar.append(&header, data.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+fn good() -> (serde_json::Value, (Header, Vec<u8>)) {
+    let data = b"{\"ok\":1}".to_vec();
+    (
+        file_entry("workflows/ok.json", &data),
+        (
+            raw_header(
+                "workflows/ok.json",
+                EntryType::Regular,
+                data.len() as u64,
+                None,
+            ),
+            data,
+        ),
+    )
+}
+
+/// Restore `archive` into `<tmp>/target/comfyui`; it must fail with `why`, and nothing may
+/// change anywhere under `<tmp>` (the target stays empty, the sibling folder untouched).
+fn assert_refused(
+    name: &str,
+    listed: Vec<serde_json::Value>,
+    entries: Vec<(Header, Vec<u8>)>,
+    why: &str,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("sentinel"), "untouched").unwrap();
+    let target = tmp.path().join("target/comfyui");
+    fs::create_dir_all(&target).unwrap();
+    let archive = tmp.path().join("hostile.tar.gz");
+    hostile(&archive, listed, entries);
+    let before = snapshot(tmp.path());
+    let out = lifeos(&[
+        "workflows",
+        "restore",
+        archive.to_str().unwrap(),
+        "--root",
+        target.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: ") && err.contains(why),
+        "{name}: expected `{why}` in\n{err}"
+    );
+    assert!(err.contains("nothing was written"), "{name}: {err}");
+    assert_eq!(
+        snapshot(tmp.path()),
+        before,
+        "{name}: something was written"
+    );
+    assert!(!Path::new("/tmp/lifeos-pwned").exists(), "{name}");
+}
+
+#[test]
+fn hostile_archives_are_refused_and_write_nothing() {
+    let (listed, entry) = good();
+    let data = b"pwned".to_vec();
+    let plain = |name: &str| {
+        (
+            raw_header(name, EntryType::Regular, data.len() as u64, None),
+            data.clone(),
+        )
+    };
+    assert_refused(
+        "absolute path",
+        vec![listed.clone()],
+        vec![entry.clone(), plain("/tmp/lifeos-pwned")],
+        "is an absolute path",
+    );
+    assert_refused(
+        "dot-dot",
+        vec![listed.clone()],
+        vec![entry.clone(), plain("workflows/../../../outside/sentinel")],
+        "has a `..` component",
+    );
+    assert_refused(
+        "symlink escape",
+        vec![listed.clone()],
+        vec![
+            entry.clone(),
+            (
+                raw_header(
+                    "workflows/evil",
+                    EntryType::Symlink,
+                    0,
+                    Some("../../../outside"),
+                ),
+                vec![],
+            ),
+        ],
+        "is a symlink to `../../../outside`: points outside the target folder",
+    );
+    assert_refused(
+        "hardlink escape",
+        vec![listed.clone()],
+        vec![
+            entry.clone(),
+            (
+                raw_header("workflows/hard", EntryType::Link, 0, Some("/etc/passwd")),
+                vec![],
+            ),
+        ],
+        "is a hardlink to `/etc/passwd`: points outside the target folder",
+    );
+    assert_refused(
+        "device node",
+        vec![listed.clone()],
+        vec![
+            entry.clone(),
+            (
+                raw_header("workflows/sda", EntryType::Block, 0, None),
+                vec![],
+            ),
+        ],
+        "is a device file",
+    );
+    assert_refused(
+        "not in the manifest",
+        vec![listed.clone()],
+        vec![entry.clone(), plain("workflows/extra.json")],
+        "is in the archive but not in its manifest",
+    );
+    let mut lying = listed.clone();
+    lying["sha256"] = json!(hex::encode(Sha256::digest(b"something else")));
+    assert_refused(
+        "hash mismatch",
+        vec![lying],
+        vec![entry.clone()],
+        "does not match the manifest: sha256",
+    );
+    assert_refused(
+        "listed but missing",
+        vec![listed.clone(), file_entry("workflows/zz-gone.json", b"x")],
+        vec![entry.clone()],
+        "is in the manifest but missing from the archive",
+    );
+    assert_refused(
+        "manifest lists an escape",
+        vec![file_entry("workflows/../x", b"x")],
+        vec![],
+        "has a `..` component",
+    );
+    assert_refused(
+        "outside the workflow folders",
+        vec![file_entry("models/x", &data)],
+        vec![plain("models/x")],
+        "is not inside a workflow folder",
+    );
+}
+
+#[test]
+fn a_symlink_already_in_the_target_is_not_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample_root(tmp.path());
+    let archive = tmp.path().join("w.tar.gz");
+    ok(lifeos(&[
+        "workflows",
+        "backup",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        archive.to_str().unwrap(),
+    ]));
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir_all(dest.join("workflows")).unwrap();
+    symlink(&outside, dest.join("workflows/portraits")).unwrap();
+    let out = lifeos(&[
+        "workflows",
+        "restore",
+        archive.to_str().unwrap(),
+        "--root",
+        dest.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is a symlink on local; refusing to write"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "written through the symlink"
+    );
+}
+
+// ---------------------------------------------------------------- over SSH
+
+fn ssh_server(client: &ClientHome, alias: &str) -> Option<SshServer> {
+    let server = SshServer::start(SshServerConfig {
+        gpu_profile: None,
+        docker_host: None,
+        authorized_keys: vec![client.public_key()],
+    })?;
+    client.add_alias(alias, &server);
+    client.trust(&server);
+    Some(server)
+}
+
+#[test]
+fn transfer_between_two_ssh_hosts_then_backup_restore_over_ssh() {
+    let client = ClientHome::new();
+    let Some(rtx) = ssh_server(&client, "rtx") else {
+        return;
+    };
+    let Some(spark) = ssh_server(&client, "spark") else {
+        return;
+    };
+    let root = sample_root(&rtx.home());
+    let out = client
+        .lifeos()
+        .args([
+            "workflows",
+            "transfer",
+            "--from",
+            "rtx",
+            "--to",
+            "spark",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let out = ok(out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["from"].as_str(), report["host"].as_str()),
+        (Some("rtx"), Some("spark"))
+    );
+    assert_eq!(report["verified"], 5);
+    let landed = spark.home().join("comfyui");
+    assert_eq!(
+        workflows_only(snapshot(&landed)),
+        workflows_only(snapshot(&root))
+    );
+    assert!(!landed.join("models").exists());
+
+    // Backup from one SSH host to the operator's machine, restore onto the other: unchanged.
+    let archive = client.path().join("rtx.tar.gz");
+    ok(client
+        .lifeos()
+        .args(["--host", "rtx", "workflows", "backup", "--out"])
+        .arg(&archive)
+        .output()
+        .unwrap());
+    let local = tmp_backup(&root);
+    assert_eq!(
+        fs::read(&archive).unwrap(),
+        local,
+        "over SSH and locally: the same bytes"
+    );
+    let out = ok(client
+        .lifeos()
+        .args(["--host", "spark", "workflows", "restore"])
+        .arg(&archive)
+        .output()
+        .unwrap());
+    assert!(
+        stderr(&out).contains("0 restored, 5 unchanged, 0 conflicting"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The archive of `root` made on this machine directly.
+fn tmp_backup(root: &Path) -> Vec<u8> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("local.tar.gz");
+    ok(lifeos(&[
+        "workflows",
+        "backup",
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    fs::read(out).unwrap()
+}
