@@ -162,6 +162,11 @@ fn sigterm_stops_cleanly_keeps_the_partial_and_says_how_to_resume() {
         stderr.contains("run the same command again to resume"),
         "{stderr}"
     );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("interrupted  m") && !table.contains("\n0 B fetched"),
+        "{table}"
+    );
     assert!(!env.dest().exists());
     let recorded = env.recorded();
     assert!(recorded >= 4 * MIB as u64, "the record was kept");

@@ -95,7 +95,10 @@ pub struct Fetched {
 /// Ctrl-C or SIGTERM: the `.part` and its record are kept.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted")]
-pub struct Interrupted;
+pub struct Interrupted {
+    /// Bytes received before the stop.
+    pub fetched: u64,
+}
 
 /// Download `req.file` into `<dest>.part` and hash it. The caller compares the hash and renames.
 pub async fn fetch(
@@ -108,7 +111,7 @@ pub async fn fetch(
     let url = Url::parse(&file.url)?;
     let probe = tokio::select! {
         r = retrying(&opts.retry, || req.transport.probe(&url)) => r.map_err(|e| explain(e, req))?,
-        _ = cancelled(&mut cancel) => return Err(Interrupted.into()),
+        _ = cancelled(&mut cancel) => return Err(Interrupted { fetched: 0 }.into()),
     };
     check_probe(&probe, file)?;
     let resume = blocking({
@@ -129,7 +132,7 @@ pub async fn fetch(
     }
     let result = tokio::select! {
         r = dl.run_until_done(&sink, &bar) => r,
-        _ = cancelled(&mut cancel) => Err(Interrupted.into()),
+        _ = cancelled(&mut cancel) => Err(Interrupted { fetched: dl.lock().fetched }.into()),
     };
     if result.is_err() {
         // Keep what is finished for the next run.

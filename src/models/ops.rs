@@ -320,9 +320,10 @@ async fn execute(
 }
 
 fn record_failure(entry: &mut PullEntry, err: anyhow::Error, interrupted: &mut bool) {
-    if err.downcast_ref::<Interrupted>().is_some() {
+    if let Some(stop) = err.downcast_ref::<Interrupted>() {
         *interrupted = true;
         entry.status = PullStatus::Interrupted;
+        entry.fetched_bytes = stop.fetched;
         return;
     }
     entry.status = PullStatus::Failed;
