@@ -732,3 +732,49 @@ fn the_hash_is_built_while_streaming_and_a_resume_reads_the_partial_back_once() 
     );
     assert_eq!(std::fs::read(s.dest()).unwrap(), data);
 }
+
+#[test]
+fn files_and_pieces_download_in_parallel() {
+    let s = setup();
+    let a = bytes_of(512 << 10, 21);
+    let b = bytes_of(512 << 10, 22);
+    s.hub.put("/a", a.clone(), "a");
+    s.hub.put("/b", b.clone(), "b");
+    s.hub.rate_limit(Some(2 << 20)); // each body takes a quarter of a second
+    let m = manifest(&[
+        ("a", s.hub.url("/a"), "a.bin", &a),
+        ("b", s.hub.url("/b"), "b.bin", &b),
+    ]);
+    let mut opts = options(&s.hub.url(""), None, 1);
+    opts.jobs = 1;
+    opts.fetch.piece_bytes = 1 << 20;
+    s.pull_with(&m, &opts).unwrap();
+    assert_eq!(
+        s.hub.max_in_flight(),
+        1,
+        "one file, one connection at a time"
+    );
+
+    let s = setup();
+    s.hub.put("/a", a.clone(), "a");
+    s.hub.put("/b", b.clone(), "b");
+    s.hub.rate_limit(Some(2 << 20));
+    let m = manifest(&[
+        ("a", s.hub.url("/a"), "a.bin", &a),
+        ("b", s.hub.url("/b"), "b.bin", &b),
+    ]);
+    opts.jobs = 2;
+    s.pull_with(&m, &opts).unwrap();
+    assert_eq!(s.hub.max_in_flight(), 2, "--jobs 2: both files at once");
+
+    let s = setup();
+    s.hub.rate_limit(Some(2 << 20));
+    let m = s.one_file(&a);
+    let report = s.pull_with(&m, &options(&s.hub.url(""), None, 4)).unwrap();
+    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_eq!(
+        s.hub.max_in_flight(),
+        4,
+        "--connections 4: four pieces of one file at once"
+    );
+}

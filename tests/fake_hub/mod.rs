@@ -56,6 +56,9 @@ struct Shared {
     always: Mutex<Vec<Fault>>,
     seen: Mutex<Vec<Seen>>,
     body_bytes: AtomicU64,
+    /// Bodies being sent now, and the most at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     /// Bytes per second per response, like nginx `limit_rate`.
     rate: Mutex<Option<u64>>,
     /// Redirect GET (and HEAD, unless `redirect_get_only`) to this base URL, as the hub does.
@@ -170,6 +173,11 @@ impl FakeHub {
             .into_iter()
             .filter(|s| s.method == "GET")
             .collect()
+    }
+
+    /// The most response bodies that were being sent at the same time.
+    pub fn max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Body bytes handed to the network so far.
@@ -296,11 +304,29 @@ fn answer(s: &Arc<Shared>, method: &Method, path: &str, req: &Seen) -> Response<
         .unwrap()
 }
 
+/// Counts a body as in flight from its creation until it is dropped (sent or abandoned).
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(s: Arc<Shared>) -> InFlight {
+        let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(s)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The body in 16 KiB chunks, counted, optionally throttled, optionally cut short.
 fn stream_body(s: Arc<Shared>, data: Bytes, cut: Option<usize>, rate: Option<u64>) -> Body {
     const CHUNK: usize = 16 << 10;
+    let guard = Arc::new(InFlight::new(s.clone()));
     let stream = futures_util::stream::unfold(0usize, move |pos| {
-        let (s, data) = (s.clone(), data.clone());
+        let (s, data, _guard) = (s.clone(), data.clone(), guard.clone());
         async move {
             if pos == usize::MAX {
                 return None;
