@@ -394,12 +394,30 @@ impl<'a> Run<'a> {
 
     fn models(&mut self) -> Result<PhaseOutput> {
         let d = self.d();
+        let manifest = Manifest::load(self.opts.manifest.as_deref(), false)?;
+        if let Some((from, from_root)) = &self.opts.models_from {
+            let source = crate::models::copy::Source {
+                host: from.as_ref(),
+                root: from_root,
+            };
+            let dry_run = self.opts.mode.dry_run;
+            let (steps, copied) = crate::models::copy::copy_all(
+                &source,
+                d.host,
+                &d.root,
+                &manifest,
+                dry_run,
+                self.printer,
+            )?;
+            self.downloaded += copied;
+            let detail = format!("copied {} from {}", bytesize::ByteSize(copied), from.name());
+            return Ok(PhaseOutput { steps, detail });
+        }
         let root = d
             .root
             .to_str()
             .map(String::from)
             .ok_or_else(|| anyhow!("root is not UTF-8"))?;
-        let manifest = Manifest::load(self.opts.manifest.as_deref(), false)?;
         let target = Target {
             host: self.host.clone(),
             root,

@@ -368,6 +368,10 @@ pub fn test_image(docker_host: &str) -> String {
 /// A playbook for tests: the RTX 4090 one with the test image, a free port, a project of its
 /// own, and a fast healthcheck.
 pub fn test_playbook(dir: &Path, image: &str) -> (PathBuf, u16, String) {
+    test_playbook_named(dir, image, "playbook.yaml")
+}
+
+pub fn test_playbook_named(dir: &Path, image: &str, file: &str) -> (PathBuf, u16, String) {
     let port = free_port();
     let project = format!("lifeos-test-{port}");
     let text = include_str!("../../playbooks/rtx-4090.yaml")
@@ -378,7 +382,7 @@ pub fn test_playbook(dir: &Path, image: &str) -> (PathBuf, u16, String) {
         + "healthcheck:\n  test: [CMD, /mock-comfyui, --check, '127.0.0.1:8188']\n  interval: 1s\nstart_timeout: 60\n"
         // This sandbox cannot raise RLIMIT_MEMLOCK above 8 MiB, even as root.
         + "ulimits:\n  memlock: 8388608\n  stack: 67108864\n";
-    let path = dir.join("playbook.yaml");
+    let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     (path, port, project)
 }
