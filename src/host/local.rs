@@ -2,7 +2,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread;
@@ -40,6 +41,9 @@ impl Host for LocalHost {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills its children too (`sudo docker ...`),
+            // which would otherwise keep the pipes open.
+            .process_group(0)
             .spawn();
         let mut child = match child {
             Ok(c) => c,
@@ -114,9 +118,15 @@ impl Host for LocalHost {
         };
         let tmp = temp_sibling(path)?;
         let result = (|| -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(data)?;
+            // Created with its final mode (at most; the umask may remove bits, set_permissions
+            // restores them): a `.env` never sits world-readable, not even as a temp file.
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode & 0o777)
+                .open(&tmp)?;
             file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(data)?;
             file.sync_all()?;
             fs::rename(&tmp, path)?;
             // The rename is durable only once the folder itself is synced.
@@ -183,6 +193,10 @@ fn wait_with_timeout(
             return Ok(status.code());
         }
         if Instant::now() >= deadline {
+            let group = format!("-{}", child.id());
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .status();
             let _ = child.kill();
             child.wait()?;
             return Ok(None);
@@ -204,5 +218,45 @@ impl RandomWrite for LocalFile {
 
     fn sync(&mut self) -> std::io::Result<()> {
         self.0.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_kills_the_children_too() {
+        let started = Instant::now();
+        // The grandchild `sleep` holds stdout open; only killing the group ends the read.
+        let cmd = Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30"])
+            .timeout(Duration::from_millis(300));
+        let out = LocalHost::new().run(&cmd).unwrap();
+        assert_eq!(out.status, None);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn write_atomic_keeps_secrets_private_and_missing_programs_are_127() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        LocalHost::new()
+            .write_atomic(&path, b"HF_TOKEN=x\n", Some(0o600))
+            .unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+        let out = LocalHost::new()
+            .run(&Command::new("no-such-program-here"))
+            .unwrap();
+        assert_eq!(out.status, Some(127));
     }
 }

@@ -168,12 +168,14 @@ impl Host for SshHost {
         let tmp = temp_sibling(path)?;
         let sftp = self.sftp()?;
         let written = (|| -> Result<()> {
-            let mut file = sftp.create(&tmp)?;
+            // Opened with its final mode, and the mode set again before any byte is written
+            // (the server applies its umask on create): secrets never sit world-readable.
+            let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE;
+            let mut file = sftp.open_mode(&tmp, flags, (mode & 0o777) as i32, OpenType::File)?;
+            sftp.setstat(&tmp, perm_stat(mode))?;
             file.write_all(data)?;
             file.fsync()?;
             drop(file);
-            // The server applies its umask on create; set the mode we mean explicitly.
-            sftp.setstat(&tmp, perm_stat(mode))?;
             self.rename(&tmp, path)
         })();
         if written.is_err() {
@@ -292,6 +294,7 @@ fn open_session(target: &SshTarget) -> Result<Session> {
             )
         })
         .hint("check the address and that sshd runs on the target (`sudo systemctl status ssh`)")?;
+    detect_dead_links(&tcp)?;
     let mut session = Session::new()?;
     session.set_tcp_stream(tcp);
     if let Some(prefs) = host_key_prefs(target) {
@@ -301,6 +304,22 @@ fn open_session(target: &SshTarget) -> Result<Session> {
     }
     session.handshake().context("SSH handshake failed")?;
     Ok(session)
+}
+
+/// libssh2's blocking calls have no timeout of their own, and a long `docker build` may print
+/// nothing for minutes, so the link itself is watched: TCP keepalive probes an idle link, and
+/// (on Linux) unacknowledged data fails the socket after a minute. A Wi-Fi drop or a NAT that
+/// forgets the connection then ends in an error instead of a hang.
+fn detect_dead_links(tcp: &TcpStream) -> Result<()> {
+    let sock = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    sock.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sock.set_tcp_user_timeout(Some(Duration::from_secs(60)))?;
+    Ok(())
 }
 
 /// `host` or `[host]:port`, as OpenSSH writes names in known_hosts.
