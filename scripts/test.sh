@@ -57,4 +57,8 @@ LIFEOS_TEST_DOCKER_HOST=$(start_dockerd nvidia '{"runtimes": {"nvidia": {"path":
 LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA=$(start_dockerd plain '{}' lifeos-test-plain)
 export LIFEOS_TEST_DOCKER_HOST LIFEOS_TEST_DOCKER_HOST_NO_NVIDIA
 
+# What an earlier, interrupted run left in the private daemon (containers, networks) goes first.
+DOCKER_HOST=$LIFEOS_TEST_DOCKER_HOST docker ps -aq | xargs -r env DOCKER_HOST="$LIFEOS_TEST_DOCKER_HOST" docker rm -f >/dev/null
+DOCKER_HOST=$LIFEOS_TEST_DOCKER_HOST docker network prune -f >/dev/null
+
 cargo test --locked --all-targets "$@"

@@ -8,10 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone)]
+/// Synchronous to its callers (the operations are synchronous), with a small runtime of its
+/// own: a reqwest client must stay on the runtime it was first used on.
+#[derive(Debug)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -65,17 +68,21 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             http,
+            rt,
         })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.rt.block_on(self.fetch(path))
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+    async fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let resp = self
             .http
@@ -94,23 +101,23 @@ impl Client {
             .with_context(|| format!("{url} did not answer in ComfyUI's shape"))
     }
 
-    pub async fn system_stats(&self) -> Result<SystemStats> {
-        self.get("/system_stats").await
+    pub fn system_stats(&self) -> Result<SystemStats> {
+        self.get("/system_stats")
     }
 
-    pub async fn queue(&self) -> Result<Queue> {
-        self.get("/queue").await
+    pub fn queue(&self) -> Result<Queue> {
+        self.get("/queue")
     }
 
     /// Names of every node class ComfyUI loaded (built-in and custom).
-    pub async fn object_info_classes(&self) -> Result<Vec<String>> {
-        let map: BTreeMap<String, serde_json::Value> = self.get("/object_info").await?;
+    pub fn object_info_classes(&self) -> Result<Vec<String>> {
+        let map: BTreeMap<String, serde_json::Value> = self.get("/object_info")?;
         Ok(map.into_keys().collect())
     }
 
     /// Files ComfyUI sees in a model folder (`checkpoints`, `ipadapter`, ...).
-    pub async fn models(&self, folder: &str) -> Result<Vec<String>> {
-        self.get(&format!("/models/{folder}")).await
+    pub fn models(&self, folder: &str) -> Result<Vec<String>> {
+        self.get(&format!("/models/{folder}"))
     }
 }
 

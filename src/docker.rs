@@ -93,17 +93,54 @@ pub fn parse_compose_version(text: &str) -> Option<(ComposeFlavor, String)> {
     Some((flavor, version))
 }
 
-fn docker_version(host: &dyn Host, sudo: bool) -> Result<crate::host::Output> {
-    let cmd = Command::new("docker").args(["version", "--format", "{{json .}}"]);
-    let cmd = if sudo {
-        Command::new("sudo")
-            .arg("-n")
-            .arg(cmd.program)
-            .args(cmd.args)
-    } else {
-        cmd
+/// `PROGRAM ARGS...`, behind `sudo -n` (never a password prompt) when the daemon needs it.
+fn maybe_sudo(sudo: bool, argv: &[&str]) -> Command {
+    let (program, args) = match sudo {
+        true => (
+            "sudo",
+            std::iter::once("-n")
+                .chain(argv.iter().copied())
+                .collect::<Vec<_>>(),
+        ),
+        false => (argv[0], argv[1..].to_vec()),
     };
+    Command::new(program).args(args)
+}
+
+impl Docker {
+    /// `docker ARGS...` as this host must run it.
+    pub fn command(&self, args: &[&str]) -> Command {
+        maybe_sudo(self.needs_sudo, &[&["docker"], args].concat())
+    }
+
+    /// `docker compose ARGS...` or `docker-compose ARGS...` as this host must run it.
+    pub fn compose_command(&self, args: &[&str]) -> Option<Command> {
+        let flavor: Vec<&str> = self.compose.command.iter().map(String::as_str).collect();
+        (!flavor.is_empty()).then(|| maybe_sudo(self.needs_sudo, &[&flavor, args].concat()))
+    }
+}
+
+fn docker_version(host: &dyn Host, sudo: bool) -> Result<crate::host::Output> {
+    let cmd = maybe_sudo(sudo, &["docker", "version", "--format", "{{json .}}"]);
     host.run(&cmd.timeout(std::time::Duration::from_secs(30)))
+}
+
+/// Runtime names from `docker info`: the JSON form, or the human `Runtimes:` line from clients
+/// whose `--format` cannot print them.
+fn probe_runtimes(host: &dyn Host, sudo: bool) -> Result<Vec<String>> {
+    let json = host.run(&maybe_sudo(
+        sudo,
+        &["docker", "info", "--format", "{{json .Runtimes}}"],
+    ))?;
+    let runtimes = parse_runtimes_json(&json.stdout_text());
+    if !runtimes.is_empty() {
+        return Ok(runtimes);
+    }
+    Ok(parse_runtimes_line(
+        &host
+            .run(&maybe_sudo(sudo, &["docker", "info"]))?
+            .stdout_text(),
+    ))
 }
 
 pub fn probe(host: &dyn Host) -> Result<Docker> {
@@ -126,15 +163,7 @@ pub fn probe(host: &dyn Host) -> Result<Docker> {
         }
     }
     let runtimes = match engine_version {
-        Some(_) => {
-            let cmd = Command::new("docker").args(["info", "--format", "{{json .Runtimes}}"]);
-            let cmd = if needs_sudo {
-                Command::new("sudo").arg("-n").arg("docker").args(cmd.args)
-            } else {
-                cmd
-            };
-            parse_runtimes_json(&host.run(&cmd)?.stdout_text())
-        }
+        Some(_) => probe_runtimes(host, needs_sudo)?,
         None => Vec::new(),
     };
     Ok(Docker {

@@ -374,20 +374,8 @@ fn check_port(p: &Port) -> Check {
 }
 
 fn gpu_smoke(host: &dyn Host, d: &Docker, image: &str) -> Result<Check> {
-    let mut args = vec![
-        "docker",
-        "run",
-        "--rm",
-        "--gpus",
-        "all",
-        image,
-        "nvidia-smi",
-    ];
-    if d.needs_sudo {
-        args.insert(0, "sudo");
-    }
-    let cmd = Command::new(args[0])
-        .args(args[1..].iter().copied())
+    let cmd = d
+        .command(&["run", "--rm", "--gpus", "all", image, "nvidia-smi"])
         .timeout(Duration::from_secs(600));
     let out = host.run(&cmd)?;
     Ok(if out.success() {

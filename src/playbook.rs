@@ -20,6 +20,10 @@ const EMBEDDED: [(&str, &str); 3] = [
     ),
 ];
 
+/// The names by which a playbook's `models` and `nodes` mean the embedded lists.
+pub const EMBEDDED_MODELS: &str = "sdxl-faceid";
+pub const EMBEDDED_NODES: &str = "custom-nodes";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Playbook {

@@ -51,33 +51,21 @@ impl<'a> Deployment<'a> {
     /// `docker compose -p P -f FILE ARGS` (or `docker-compose ...`), with `sudo -n` when the
     /// daemon needs it.
     fn compose_cmd(&self, docker: &Docker, args: &[&str]) -> Result<Command> {
-        let flavor = &docker.compose.command;
-        if flavor.is_empty() {
-            return Err(anyhow!(
-                "neither `docker compose` nor `docker-compose` is installed on {}",
-                self.host.name()
-            ))
-            .hint("install the Compose v2 plugin (`sudo apt-get install docker-compose-plugin`)");
-        }
-        let path = self.compose_path();
-        let file = path.to_str().context("root is not UTF-8")?;
-        let mut argv: Vec<&str> = Vec::new();
-        if docker.needs_sudo {
-            argv.extend(["sudo", "-n"]);
-        }
-        argv.extend(flavor.iter().map(String::as_str));
-        argv.extend(["-p", &self.playbook.project, "-f", file]);
-        argv.extend(args);
-        Ok(Command::new(argv[0]).args(argv[1..].iter().copied()))
+        self.compose_cmd_for(docker, &self.compose_path(), args)
     }
 
-    fn docker_cmd(&self, docker: &Docker, args: &[&str]) -> Command {
-        match docker.needs_sudo {
-            true => Command::new("sudo")
-                .args(["-n", "docker"])
-                .args(args.iter().copied()),
-            false => Command::new("docker").args(args.iter().copied()),
-        }
+    fn compose_cmd_for(&self, docker: &Docker, path: &Path, args: &[&str]) -> Result<Command> {
+        let file = path.to_str().context("root is not UTF-8")?;
+        let argv = [&["-p", self.playbook.project.as_str(), "-f", file], args].concat();
+        docker
+            .compose_command(&argv)
+            .ok_or_else(|| {
+                anyhow!(
+                    "neither `docker compose` nor `docker-compose` is installed on {}",
+                    self.host.name()
+                )
+            })
+            .hint("install the Compose v2 plugin (`sudo apt-get install docker-compose-plugin`)")
     }
 
     /// Folders, Dockerfile, .dockerignore and docker-compose.yml (validated by Compose itself).
@@ -141,17 +129,7 @@ impl<'a> Deployment<'a> {
         self.host.mkdir_p(&self.root)?;
         let candidate = self.root.join(".docker-compose.lifeos-check.yml");
         self.host.write_atomic(&candidate, yaml.as_bytes(), None)?;
-        let file = candidate.to_str().context("root is not UTF-8")?;
-        let mut cmd = self.compose_cmd(docker, &[])?;
-        // Point `-f` at the candidate instead of the real file.
-        let at = cmd
-            .args
-            .iter()
-            .position(|a| a == "-f")
-            .expect("compose_cmd sets -f")
-            + 1;
-        cmd.args[at] = file.to_string();
-        cmd.args.extend(["config".to_string(), "-q".to_string()]);
+        let cmd = self.compose_cmd_for(docker, &candidate, &["config", "-q"])?;
         let out = self.host.run(&cmd);
         self.host.remove_file(&candidate)?;
         let out = out?;
@@ -175,7 +153,7 @@ impl<'a> Deployment<'a> {
         let tag = &self.playbook.image;
         let present = self
             .host
-            .run(&self.docker_cmd(docker, &["image", "inspect", "--format", "{{.Id}}", tag]))?
+            .run(&docker.command(&["image", "inspect", "--format", "{{.Id}}", tag]))?
             .success();
         let name = format!("image {tag}");
         if present && !rebuild {
@@ -197,18 +175,10 @@ impl<'a> Deployment<'a> {
         let root = self.root.to_str().context("root is not UTF-8")?;
         let out = self
             .host
-            .run(&self.docker_cmd(docker, &["build", "-t", tag, root]))?;
+            .run(&docker.command(&["build", "-t", tag, root]))?;
         if !out.success() {
-            let log = out.stderr_text();
-            let tail: Vec<&str> = log
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return Err(anyhow!("building {tag} failed:\n{}", tail.join("\n")))
+            return Err(anyhow!("building {tag} failed:
+{}", out.stderr_tail(15)))
                 .hint("fix the cause above (network to nvcr.io and github.com, disk space), then run `up` again");
         }
         Ok(StepReport::new(
@@ -244,7 +214,7 @@ impl<'a> Deployment<'a> {
         argv.push(id.to_string());
         argv.extend(args.iter().cloned());
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        self.docker_cmd(docker, &argv)
+        docker.command(&argv)
     }
 
     /// Restart ComfyUI (it loads custom nodes only at start) and wait until it answers.
@@ -286,9 +256,9 @@ impl<'a> Deployment<'a> {
         else {
             return Ok(None);
         };
-        let state = self
-            .host
-            .run(&self.docker_cmd(docker, &["inspect", "--format", "{{.State.Running}}", &id]))?;
+        let state =
+            self.host
+                .run(&docker.command(&["inspect", "--format", "{{.State.Running}}", &id]))?;
         Ok(Some((id, state.stdout_text().trim() == "true")))
     }
 
@@ -385,11 +355,8 @@ impl<'a> Deployment<'a> {
         let timeout = Duration::from_secs(self.playbook.start_timeout);
         let spinner = printer.spinner(format!("waiting for ComfyUI at {url}"));
         let started = Instant::now();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let stats = loop {
-            match rt.block_on(client.system_stats()) {
+            match client.system_stats() {
                 Ok(stats) => break stats,
                 Err(_) if started.elapsed() < timeout => {
                     std::thread::sleep(Duration::from_millis(500))

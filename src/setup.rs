@@ -256,7 +256,7 @@ impl<'a> Run<'a> {
             Phase::Models => self.models(),
             Phase::Nodes => {
                 let d = self.d();
-                let list = NodeList::load(self.opts.nodes.as_deref())?;
+                let list = self.node_list()?;
                 Ok(nodes::install(
                     d,
                     &list,
@@ -394,7 +394,7 @@ impl<'a> Run<'a> {
 
     fn models(&mut self) -> Result<PhaseOutput> {
         let d = self.d();
-        let manifest = Manifest::load(self.opts.manifest.as_deref(), false)?;
+        let manifest = self.manifest()?;
         if let Some((from, from_root)) = &self.opts.models_from {
             let source = crate::models::copy::Source {
                 host: from.as_ref(),
@@ -436,12 +436,10 @@ impl<'a> Run<'a> {
 
     fn verify(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
         let d = self.d();
+        let dry_run = self.opts.mode.dry_run;
         let client = crate::comfyui::Client::new(&self.url)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        if rt.block_on(client.system_stats()).is_err() {
-            if self.opts.mode.dry_run {
+        if client.system_stats().is_err() {
+            if dry_run {
                 let why = format!(
                     "ComfyUI does not answer at {} yet: verified after a real run",
                     self.url
@@ -453,26 +451,25 @@ impl<'a> Run<'a> {
             }
             return Err(anyhow!("ComfyUI does not answer at {}", self.url));
         }
-        let manifest = Manifest::load(self.opts.manifest.as_deref(), false)?;
+        let manifest = self.manifest()?;
+        let list = self.node_list()?;
         let mut steps = Vec::new();
         for file in &manifest.models {
-            steps.push(model_seen(
-                &rt, &client, host, &d.root, &file.id, &file.dest, file.size,
-            )?);
+            steps.push(model_seen(&client, host, &d.root, file)?);
         }
-        let list = NodeList::load(self.opts.nodes.as_deref())?;
         for proof in nodes::verify(d, &list, &self.url)? {
-            let outcome = if proof.loaded {
-                Outcome::Ok
-            } else {
-                Outcome::Failed
-            };
-            let detail = match proof.loaded {
-                true => format!("/object_info lists {}", proof.found.join(", ")),
-                false => format!(
-                    "/object_info lacks {}; log: {}",
-                    proof.missing.join(", "),
-                    proof.log.join(" | ")
+            let (outcome, detail) = match proof.loaded {
+                true => (
+                    Outcome::Ok,
+                    format!("/object_info lists {}", proof.found.join(", ")),
+                ),
+                false => (
+                    Outcome::Failed,
+                    format!(
+                        "/object_info lacks {}; log: {}",
+                        proof.missing.join(", "),
+                        proof.log.join(" | ")
+                    ),
                 ),
             };
             steps.push(StepReport::new(
@@ -481,17 +478,41 @@ impl<'a> Run<'a> {
                 detail,
             ));
         }
-        if let Some(bad) = steps.iter().find(|s| s.outcome == Outcome::Failed) {
+        if dry_run {
+            // A plan: what the phases before would bring is not there yet, and that is no failure.
+            for s in steps.iter_mut().filter(|s| s.outcome == Outcome::Failed) {
+                s.outcome = Outcome::WouldChange;
+            }
+        } else if let Some(bad) = steps.iter().find(|s| s.outcome == Outcome::Failed) {
             return Err(anyhow!("verify failed: {}: {}", bad.name, bad.detail));
         }
-        Ok(PhaseOutput {
-            detail: format!(
-                "{} model files and {} nodes seen by ComfyUI",
-                manifest.models.len(),
-                list.nodes.len()
-            ),
-            steps,
-        })
+        let detail = format!(
+            "{} model files and {} nodes checked through ComfyUI",
+            manifest.models.len(),
+            list.nodes.len()
+        );
+        Ok(PhaseOutput { detail, steps })
+    }
+
+    /// `--manifest`, or the playbook's: the embedded default's name, or a path.
+    fn manifest(&self) -> Result<Manifest> {
+        let named = &self.d().playbook.models;
+        let path = match &self.opts.manifest {
+            Some(p) => Some(p.clone()),
+            None if named == crate::playbook::EMBEDDED_MODELS => None,
+            None => Some(PathBuf::from(named)),
+        };
+        Manifest::load(path.as_deref(), false)
+    }
+
+    /// `--nodes`, or the playbook's: the embedded default's name, or a path.
+    fn node_list(&self) -> Result<NodeList> {
+        let named = &self.d().playbook.nodes;
+        match &self.opts.nodes {
+            Some(p) => NodeList::load(Some(p)),
+            None if named == crate::playbook::EMBEDDED_NODES => NodeList::load(None),
+            None => NodeList::load(Some(named)),
+        }
     }
 }
 
@@ -506,18 +527,16 @@ fn status_word(s: Status) -> &'static str {
 /// ComfyUI's `/models/<folder>` must list the file. For a folder ComfyUI does not register
 /// (InsightFace's packs are read by the node itself), the file on disk must have its size.
 fn model_seen(
-    rt: &tokio::runtime::Runtime,
     client: &crate::comfyui::Client,
     host: &dyn Host,
     root: &std::path::Path,
-    id: &str,
-    dest: &str,
-    size: u64,
+    model: &crate::models::manifest::ModelFile,
 ) -> Result<StepReport> {
-    let name = format!("model {id}");
+    let (dest, size) = (model.dest.as_str(), model.size);
+    let name = format!("model {}", model.id);
     let rel = dest.strip_prefix("models/").unwrap_or(dest);
     let (folder, file) = rel.split_once('/').unwrap_or((rel, ""));
-    match rt.block_on(client.models(folder)) {
+    match client.models(folder) {
         Ok(listed) if listed.iter().any(|f| f == file) => Ok(StepReport::new(
             name,
             Outcome::Ok,

@@ -43,7 +43,7 @@ pub fn read_inventory(path: &Path) -> Result<Vec<InventoryEntry>> {
     })
 }
 
-async fn query(name: String, url: String) -> HostStatus {
+fn query(name: String, url: String) -> HostStatus {
     let mut status = HostStatus {
         host: name,
         url: url.clone(),
@@ -64,8 +64,7 @@ async fn query(name: String, url: String) -> HostStatus {
             return status;
         }
     };
-    let (stats, queue) = tokio::join!(client.system_stats(), client.queue());
-    match stats {
+    match client.system_stats() {
         Ok(stats) => {
             status.reachable = true;
             status.comfyui_version = stats.system.comfyui_version.clone();
@@ -82,22 +81,26 @@ async fn query(name: String, url: String) -> HostStatus {
         }
         Err(e) => status.error = Some(format!("{e:#}")),
     }
-    if let Ok(q) = queue {
+    if let Ok(q) = client.queue() {
         status.queue_running = Some(q.queue_running.len());
         status.queue_pending = Some(q.queue_pending.len());
     }
     status
 }
 
-/// Query every `(name, url)` at once.
-pub fn query_all(targets: Vec<(String, String)>) -> Result<Vec<HostStatus>> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    Ok(rt.block_on(futures_util::future::join_all(
-        targets.into_iter().map(|(n, u)| query(n, u)),
-    )))
+/// Query every `(name, url)` at once, a thread each: a host that does not answer costs its
+/// timeout once, not once per host.
+pub fn query_all(targets: Vec<(String, String)>) -> Vec<HostStatus> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .into_iter()
+            .map(|(n, u)| s.spawn(move || query(n, u)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("status query panicked"))
+            .collect()
+    })
 }
 
 pub fn render(rows: &[HostStatus]) -> String {

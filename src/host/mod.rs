@@ -90,6 +90,13 @@ impl Output {
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+
+    /// The last `n` lines of stderr: where a failing build or install says why.
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let text = self.stderr_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

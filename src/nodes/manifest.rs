@@ -85,11 +85,13 @@ impl NodeList {
                     "pin a full 40-character commit sha (`git rev-parse HEAD`)",
                 )?;
             }
-            if node.id.is_empty() || node.id.contains('/') || node.id.starts_with('.') {
+            // The id names a folder and goes into commands: a plain name only.
+            let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+            if node.id.is_empty() || node.id.starts_with('.') || !node.id.chars().all(plain) {
                 bad(
                     "id",
                     format!("is `{}`", node.id),
-                    "use the repository's folder name, without `/`",
+                    "use the repository's folder name: letters, digits, `_`, `-`, `.`",
                 )?;
             }
             if !ids.insert(node.id.clone()) {

@@ -110,13 +110,11 @@ impl Container<'_> {
         self.d.host.run(&cmd)
     }
 
-    /// A scratch file in the container's /tmp (not on the host, not in the image).
+    /// A scratch file in the container's /tmp (not on the host, not in the image); a real
+    /// install only, never a plan.
     fn put(&self, path: &str, text: &str) -> Result<()> {
-        let out = self.exec(
-            None,
-            &["sh", "-c", &format!("mkdir -p /tmp/lifeos && cat > {path}")],
-            Some(text),
-        )?;
+        let script = "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"";
+        let out = self.exec(None, &["sh", "-c", script, "sh", path], Some(text))?;
         if !out.success() {
             bail!(
                 "cannot write {path} in the ComfyUI container: {}",
@@ -150,51 +148,92 @@ impl Container<'_> {
 
 const CONSTRAINTS: &str = "/tmp/lifeos/constraints.txt";
 
-/// requirements.txt (rewritten for the architecture) and extras of one node, as pip arguments.
-fn node_requirements(c: &Container, node: &Node) -> Result<(Option<String>, Vec<String>)> {
+/// What pip must satisfy for one node: its requirements.txt (packages renamed for the
+/// architecture) and its extras, as one requirements text; `None` when there is nothing.
+fn node_requirements(c: &Container, node: &Node) -> Result<Option<String>> {
     let renames = node.renames(&c.d.opts.arch);
-    let extras = pip::rename_all(&node.pip, &renames);
-    let path = node_dir(c.d, node).join("requirements.txt");
-    let requirements = match c.d.host.read_opt(&path)? {
-        Some(text) => {
-            let inside = format!("/tmp/lifeos/{}.requirements.txt", node.id);
-            c.put(
-                &inside,
-                &pip::rewrite_requirements(&String::from_utf8_lossy(&text), &renames),
-            )?;
-            Some(inside)
-        }
-        None => None,
+    let mut text = match c
+        .d
+        .host
+        .read_opt(&node_dir(c.d, node).join("requirements.txt"))?
+    {
+        Some(req) => pip::rewrite_requirements(&String::from_utf8_lossy(&req), &renames),
+        None => String::new(),
     };
-    Ok((requirements, extras))
+    for extra in pip::rename_all(&node.pip, &renames) {
+        text += &format!("{extra}\n");
+    }
+    Ok((!text.trim().is_empty()).then_some(text))
 }
 
-fn pip_step(c: &Container, node: &Node, cloned: bool, mode: Mode) -> Result<StepReport> {
+/// Packages pip would install, asked read-only: the requirements and the protected packages
+/// pinned to their installed versions go in on stdin, nothing is written anywhere.
+fn plan_pip(
+    c: &Container,
+    node: &Node,
+    requirements: &str,
+    protected: &str,
+) -> Result<Vec<String>> {
+    let args = pip::install_args("/dev/null", Some("/dev/stdin"), &[], true);
+    let out = run_pip(c, &args, node, Some(&format!("{protected}{requirements}")))?;
+    Ok(pip::would_install(&out))
+}
+
+/// The marker of a node whose `install.py` ran at its pinned commit: the deployment's own
+/// folder, outside `custom_nodes/` (which ComfyUI imports) and outside the clone (which must
+/// stay clean).
+fn installed_marker(d: &Deployment, node: &Node) -> PathBuf {
+    d.root.join(".lifeos").join("installed").join(&node.id)
+}
+
+/// Touched when pip installed a node's requirements (its time is what matters).
+fn pip_marker(d: &Deployment, node: &Node) -> PathBuf {
+    d.root.join(".lifeos").join("pip").join(&node.id)
+}
+
+fn installer_pending(d: &Deployment, node: &Node) -> Result<bool> {
+    if d.host
+        .stat(&node_dir(d, node).join("install.py"))?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let done = d.host.read_opt(&installed_marker(d, node))?;
+    Ok(done.as_deref() != Some(node.commit.as_bytes()))
+}
+
+fn mark(d: &Deployment, marker: &std::path::Path, content: &str) -> Result<()> {
+    d.host
+        .mkdir_p(marker.parent().expect("a marker lives in a folder"))?;
+    d.host.write_atomic(marker, content.as_bytes(), None)
+}
+
+fn pip_step(c: &Container, node: &Node, protected: &str, mode: Mode) -> Result<StepReport> {
     let name = format!("pip {}", node.id);
-    let (requirements, extras) = node_requirements(c, node)?;
-    let dir = format!("{COMFY_DIR}/custom_nodes/{}", node.id);
-    let installer =
-        c.d.host
-            .stat(&node_dir(c.d, node).join("install.py"))?
-            .is_some()
-            && cloned;
-    if requirements.is_none() && extras.is_empty() && !installer {
-        return Ok(StepReport::new(name, Outcome::Ok, "no requirements"));
-    }
-    let mut wanted = Vec::new();
-    if requirements.is_some() || !extras.is_empty() {
-        let args = pip::install_args(CONSTRAINTS, requirements.as_deref(), &extras, true);
-        let plan = run_pip(c, &args, node)?;
-        wanted = pip::would_install(&plan);
-    }
-    if wanted.is_empty() && !installer {
-        return Ok(StepReport::new(name, Outcome::Ok, "requirements satisfied"));
-    }
-    let what = if wanted.is_empty() {
-        "install.py".to_string()
-    } else {
-        wanted.join(" ")
+    let requirements = node_requirements(c, node)?;
+    let installer = installer_pending(c.d, node)?;
+    let wanted = match &requirements {
+        Some(req) => plan_pip(c, node, req, protected)?,
+        None => Vec::new(),
     };
+    if wanted.is_empty() && !installer {
+        let detail = if requirements.is_some() {
+            "requirements satisfied"
+        } else {
+            "no requirements"
+        };
+        return Ok(StepReport::new(name, Outcome::Ok, detail));
+    }
+    let what = [
+        wanted.join(" "),
+        if installer {
+            "install.py".into()
+        } else {
+            String::new()
+        },
+    ]
+    .join(" ");
+    let what = what.trim();
     if mode.dry_run {
         return Ok(StepReport::new(
             name,
@@ -202,22 +241,28 @@ fn pip_step(c: &Container, node: &Node, cloned: bool, mode: Mode) -> Result<Step
             format!("would install {what}"),
         ));
     }
-    if !wanted.is_empty() {
+    if let (Some(req), false) = (&requirements, wanted.is_empty()) {
+        let file = format!("/tmp/lifeos/{}.requirements.txt", node.id);
+        c.put(&file, req)?;
         run_pip(
             c,
-            &pip::install_args(CONSTRAINTS, requirements.as_deref(), &extras, false),
+            &pip::install_args(CONSTRAINTS, Some(&file), &[], false),
             node,
+            None,
         )?;
+        mark(c.d, &pip_marker(c.d, node), req)?;
     }
     if installer {
+        let dir = format!("{COMFY_DIR}/custom_nodes/{}", node.id);
         let out = c.exec(Some(&dir), &["python", "install.py"], None)?;
         if !out.success() {
             bail!(
                 "`python install.py` of {} failed: {}",
                 node.id,
-                out.stderr_text().trim()
+                out.stderr_tail(12)
             );
         }
+        mark(c.d, &installed_marker(c.d, node), &node.commit)?;
     }
     Ok(StepReport::new(
         name,
@@ -226,26 +271,19 @@ fn pip_step(c: &Container, node: &Node, cloned: bool, mode: Mode) -> Result<Step
     ))
 }
 
-fn run_pip(c: &Container, args: &[String], node: &Node) -> Result<String> {
+fn run_pip(c: &Container, args: &[String], node: &Node, stdin: Option<&str>) -> Result<String> {
     let mut argv = vec!["pip"];
     argv.extend(args.iter().map(String::as_str));
-    let out = c.exec(None, &argv, None)?;
+    let out = c.exec(None, &argv, stdin)?;
     if out.success() {
         return Ok(out.stdout_text());
     }
     let stderr = out.stderr_text();
-    let tail: Vec<&str> = stderr
-        .lines()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
     let err = anyhow!(
-        "pip could not install the requirements of {}:\n{}",
+        "pip could not install the requirements of {}:
+{}",
         node.id,
-        tail.join("\n")
+        out.stderr_tail(12)
     );
     match pip::explain_failure(&stderr) {
         Some(why) => Err(err.context(why)).hint(format!(
@@ -290,30 +328,31 @@ pub fn install(
         .hint("run `lifeos-spark up` first, or `nodes install --no-deps` for the git part only");
     };
     let c = Container { d, docker, id };
-    let needs_pip = list.nodes.iter().any(|n| !n.pip.is_empty()) || has_requirements(d, list)?;
-    let frozen = if needs_pip {
-        let frozen = c.protected_versions()?;
-        c.put(CONSTRAINTS, &frozen)?;
-        Some(frozen)
+    let frozen = if needs_pip(&c, list)? {
+        Some(c.protected_versions()?)
     } else {
         None
     };
-    for (node, git) in list.nodes.iter().zip(reports.clone()) {
-        if git.outcome == Outcome::Skipped {
-            continue;
-        }
-        reports.push(pip_step(&c, node, git.outcome == Outcome::Changed, mode)?);
+    if let (Some(frozen), false) = (&frozen, mode.dry_run) {
+        c.put(CONSTRAINTS, frozen)?;
     }
-    if let Some(frozen) = frozen {
+    for (node, git) in list.nodes.iter().zip(reports.clone()) {
+        if git.outcome != Outcome::Skipped {
+            reports.push(pip_step(&c, node, frozen.as_deref().unwrap_or(""), mode)?);
+        }
+    }
+    if let (Some(frozen), false) = (frozen, mode.dry_run) {
         // Belt and braces: the constraints must have held.
         if c.protected_versions()? != frozen {
             bail!("the container's PyTorch packages changed during the install; rebuild the image with `up --rebuild`");
         }
     }
+    // A node changed now, or one changed by a run that was stopped before its restart: either
+    // way ComfyUI has not loaded it yet.
     let changed = reports
         .iter()
         .any(|r| matches!(r.outcome, Outcome::Changed | Outcome::WouldChange));
-    if changed {
+    if changed || changed_since_start(&c, list)? {
         reports.push(match mode.dry_run {
             true => StepReport::new(
                 "restart",
@@ -326,12 +365,40 @@ pub fn install(
     Ok(reports)
 }
 
-fn has_requirements(d: &Deployment, list: &NodeList) -> Result<bool> {
+/// Whether a node's checkout or install is newer than the container's start. State from the
+/// host itself: the clone's `.git/HEAD` (rewritten by every checkout) and the install markers.
+fn changed_since_start(c: &Container, list: &NodeList) -> Result<bool> {
+    let out = c.d.host.run_ok(&c.docker.command(&[
+        "inspect",
+        "--format",
+        "{{.State.StartedAt}}",
+        &c.id,
+    ]))?;
+    let Ok(started) = chrono::DateTime::parse_from_rfc3339(out.stdout_text().trim()) else {
+        return Ok(false);
+    };
     for node in &list.nodes {
-        if d.host
-            .stat(&node_dir(d, node).join("requirements.txt"))?
-            .is_some()
-        {
+        for path in [
+            node_dir(c.d, node).join(".git/HEAD"),
+            installed_marker(c.d, node),
+            pip_marker(c.d, node),
+        ] {
+            if c.d
+                .host
+                .stat(&path)?
+                .is_some_and(|s| s.mtime > started.timestamp())
+            {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Whether any node has something for pip or an install.py still to run.
+fn needs_pip(c: &Container, list: &NodeList) -> Result<bool> {
+    for node in &list.nodes {
+        if node_requirements(c, node)?.is_some() || installer_pending(c.d, node)? {
             return Ok(true);
         }
     }
@@ -359,9 +426,11 @@ pub fn list(d: &Deployment, list: &NodeList) -> Result<Vec<NodeStatus>> {
         }),
         None => None,
     };
-    if let Some(c) = &container {
-        c.put(CONSTRAINTS, &c.protected_versions()?)?;
-    }
+    // Read-only: the protected versions are pinned on pip's stdin, nothing is written.
+    let protected = match &container {
+        Some(c) if needs_pip(c, list)? => c.protected_versions()?,
+        _ => String::new(),
+    };
     let mut rows = Vec::new();
     for node in &list.nodes {
         let (actual, dirty) = match git::state(d.host, &node_dir(d, node))? {
@@ -373,7 +442,7 @@ pub fn list(d: &Deployment, list: &NodeList) -> Result<Vec<NodeStatus>> {
                 pip_step(
                     c,
                     node,
-                    false,
+                    &protected,
                     Mode {
                         dry_run: true,
                         replace: crate::step::Replace::Ask,
@@ -408,10 +477,7 @@ pub struct NodeProof {
 /// Which nodes' proof classes ComfyUI's `/object_info` lists.
 pub fn verify(d: &Deployment, list: &NodeList, url: &str) -> Result<Vec<NodeProof>> {
     let client = crate::comfyui::Client::new(url)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let classes = rt.block_on(client.object_info_classes()).hint(
+    let classes = client.object_info_classes().hint(
         "is ComfyUI up? `lifeos-spark up`, or `--url` when it is reached at another address",
     )?;
     let docker = service::ready_docker(d.host).ok();

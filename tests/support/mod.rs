@@ -395,13 +395,15 @@ pub struct ProjectGuard {
 
 impl Drop for ProjectGuard {
     fn drop(&mut self) {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "DOCKER_HOST='{}' docker ps -aq --filter label=com.docker.compose.project={} | xargs -r env DOCKER_HOST='{0}' docker rm -f >/dev/null 2>&1",
-                self.docker_host, self.project
-            ))
-            .status();
+        // Containers first, then the project's network: leaked networks use up Docker's
+        // address pools (about thirty) and later projects fail to start.
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let script = format!(
+            "export DOCKER_HOST='{}'; docker ps -aq --filter {label} | xargs -r docker rm -f; \
+             docker network ls -q --filter {label} | xargs -r docker network rm",
+            self.docker_host
+        );
+        let _ = Command::new("sh").arg("-c").arg(script).output();
     }
 }
 
