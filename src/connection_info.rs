@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::file_change::FileChange;
-use crate::gpu::{self, Gpu, Probe, Profile};
+use crate::gpu::{self, Gpu, Profile};
 use crate::host::{Command, Host};
 use crate::step::{unified_diff, Outcome};
 use crate::ui::HintExt;
@@ -53,10 +53,7 @@ pub fn run(host: &dyn Host, opts: &Options) -> Result<Report> {
         Some(a) => a.clone(),
         None => lan_address(host)?,
     };
-    let gpus = match gpu::probe(host)? {
-        Probe::Gpus(g) => g,
-        _ => Vec::new(),
-    };
+    let gpus = gpu::gpus(host)?;
     let mut info = ConnectionInfo {
         comfyui_url: base_url(&address, opts.port),
         address,

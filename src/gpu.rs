@@ -180,6 +180,14 @@ pub fn probe(host: &dyn Host) -> Result<Probe> {
     Ok(Probe::Gpus(gpus))
 }
 
+/// The host's GPUs; empty when it has none or no working driver (`doctor` says why).
+pub fn gpus(host: &dyn Host) -> Result<Vec<Gpu>> {
+    Ok(match probe(host)? {
+        Probe::Gpus(g) => g,
+        _ => Vec::new(),
+    })
+}
+
 pub fn is_no_driver(status: Option<i32>) -> bool {
     status == Some(NO_DRIVER_EXIT)
 }

@@ -12,13 +12,13 @@ use serde::Serialize;
 
 use crate::doctor::{self, DoctorOptions, Status};
 use crate::envfile::{self, SetOptions};
-use crate::gpu::{self, Probe, Profile};
+use crate::gpu::{self, Profile};
 use crate::host::Host;
 use crate::models::copy::{self, Source};
 use crate::models::manifest::Manifest;
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
-use crate::setup::{self, SetupOptions, SetupReport};
+use crate::setup::{self, Phase, SetupOptions, SetupReport};
 use crate::step::{FileStep, Mode, Outcome, Replace, StepReport};
 use crate::ui::{HintExt, Printer};
 use crate::workflows;
@@ -96,10 +96,7 @@ fn capabilities(profile: Profile) -> Vec<String> {
 }
 
 fn profile_of(host: &dyn Host) -> Result<(Profile, Option<u64>)> {
-    let gpus = match gpu::probe(host)? {
-        Probe::Gpus(g) => g,
-        _ => Vec::new(),
-    };
+    let gpus = gpu::gpus(host)?;
     let gb = gpus
         .first()
         .and_then(|g| g.usable_memory_mib)
@@ -163,7 +160,7 @@ impl<'a> Migration<'a> {
         self.check_source(&from_d)?;
         let archive = self.backup(&from_d)?;
         let models_from = self.models_source(&from_d)?;
-        let setup = self.setup_destination(models_from, &from_d)?;
+        let setup = self.setup_destination(models_from)?;
         if setup.failed() {
             self.steps.push(StepReport::new(
                 "destination",
@@ -172,7 +169,14 @@ impl<'a> Migration<'a> {
             ));
             return Ok(Some(setup));
         }
-        self.restore(archive.as_deref(), &from_d)?;
+        self.restore(archive.as_deref(), &from_d, &setup)?;
+        // `.env` moves only to a destination whose verify phase ran and passed.
+        if !self.dry_run() && setup.outcome(Phase::Verify) != Some(Outcome::Ok) {
+            let why = "the destination was not verified (its `verify` phase did not pass); Life-OS's .env still points at the source";
+            self.steps
+                .push(StepReport::new(".env", Outcome::Skipped, why));
+            return Ok(Some(setup));
+        }
         let url = setup
             .url
             .clone()
@@ -306,33 +310,24 @@ impl<'a> Migration<'a> {
     fn setup_destination(
         &mut self,
         models_from: Option<(Arc<dyn Host>, PathBuf)>,
-        _from: &Deployment,
     ) -> Result<SetupReport> {
-        let s = &self.opts.setup;
         let opts = SetupOptions {
-            playbook: s.playbook.clone(),
-            root: s.root.clone(),
-            gpu: s.gpu,
-            bind: s.bind,
-            url: s.url.clone(),
-            manifest: s.manifest.clone(),
-            nodes: s.nodes.clone(),
-            jobs: s.jobs,
-            fetch: s.fetch,
-            phases: s.phases.clone(),
-            mode: s.mode,
             models_from,
+            ..self.opts.setup.clone()
         };
         setup::setup(self.to, &opts, self.printer)
     }
 
-    fn restore(&mut self, archive: Option<&Path>, from_d: &Deployment) -> Result<()> {
-        let root = self
-            .opts
-            .setup
-            .root
-            .clone()
-            .unwrap_or_else(|| crate::defaults::ROOT.to_string());
+    fn restore(
+        &mut self,
+        archive: Option<&Path>,
+        from_d: &Deployment,
+        setup: &SetupReport,
+    ) -> Result<()> {
+        let root = match &setup.root {
+            Some(r) => r.to_string_lossy().into_owned(),
+            None => bail!("setup chose no deployment root on {}", self.to.name()),
+        };
         let Some(archive) = archive else {
             // Dry run: no archive was written; plan the restore straight from the source.
             let from_root = from_d.root.to_string_lossy().into_owned();

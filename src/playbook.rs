@@ -157,6 +157,16 @@ impl Playbook {
         Playbook::parse(&text, name_or_path)
     }
 
+    /// The named playbook, else the one for the host's profile; a host without a GPU gets the
+    /// generic one when the service runs without a GPU (`--gpu none`).
+    pub fn choose(named: Option<&str>, profile: Profile, gpu: bool) -> Result<Playbook> {
+        match (named, profile) {
+            (Some(name), _) => Playbook::load(name),
+            (None, Profile::NoGpu) if !gpu => Playbook::load("generic-nvidia"),
+            (None, profile) => Playbook::for_profile(profile),
+        }
+    }
+
     /// The playbook for a profile `doctor` detected.
     pub fn for_profile(profile: Profile) -> Result<Playbook> {
         let name = match profile {

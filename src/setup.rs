@@ -62,6 +62,7 @@ impl Phase {
     }
 }
 
+#[derive(Clone)]
 pub struct SetupOptions {
     pub playbook: Option<String>,
     pub root: Option<String>,
@@ -95,6 +96,8 @@ pub struct SetupReport {
     pub playbook: Option<String>,
     /// Where ComfyUI answers (what Life-OS's `COMFYUI_URL` should be).
     pub url: Option<String>,
+    /// The deployment root on the host.
+    pub root: Option<PathBuf>,
     pub dry_run: bool,
     pub phases: Vec<PhaseReport>,
     pub downloaded_bytes: u64,
@@ -104,6 +107,13 @@ pub struct SetupReport {
 impl SetupReport {
     pub fn failed(&self) -> bool {
         self.phases.iter().any(|p| p.outcome == Outcome::Failed)
+    }
+
+    pub fn outcome(&self, phase: Phase) -> Option<Outcome> {
+        self.phases
+            .iter()
+            .find(|p| p.phase == phase)
+            .map(|p| p.outcome)
     }
 }
 
@@ -223,6 +233,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         host: host_ref.name().to_string(),
         playbook: run.deployment.as_ref().map(|d| d.playbook.name.clone()),
         url: run.deployment.as_ref().map(|_| run.url.clone()),
+        root: run.deployment.as_ref().map(|d| d.root.clone()),
         dry_run: opts.mode.dry_run,
         phases,
         downloaded_bytes: run.downloaded,
@@ -295,16 +306,9 @@ impl<'a> Run<'a> {
         }
         let profile = match profile {
             Some(p) => p,
-            None => match crate::gpu::probe(host)? {
-                crate::gpu::Probe::Gpus(g) => crate::gpu::profile_of(&g),
-                _ => Profile::NoGpu,
-            },
+            None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
         };
-        let playbook = match (&self.opts.playbook, profile) {
-            (Some(p), _) => Playbook::load(p)?,
-            (None, Profile::NoGpu) if !self.opts.gpu => Playbook::load("generic-nvidia")?,
-            (None, profile) => Playbook::for_profile(profile)?,
-        };
+        let playbook = Playbook::choose(self.opts.playbook.as_deref(), profile, self.opts.gpu)?;
         let d = Deployment::new(
             host,
             playbook,
@@ -326,10 +330,15 @@ impl<'a> Run<'a> {
     }
 
     fn doctor(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
-        let root = self
+        // Disk is measured where the models will go: `--root`, else the named playbook's root.
+        let named = self
             .opts
-            .root
-            .clone()
+            .playbook
+            .as_deref()
+            .map(Playbook::load)
+            .transpose()?;
+        let root = (self.opts.root.clone())
+            .or(named.map(|p| p.root))
             .unwrap_or_else(|| crate::defaults::ROOT.to_string());
         let report = doctor::run(
             host,

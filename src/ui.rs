@@ -105,6 +105,20 @@ impl Printer {
         }
     }
 
+    /// The result of a command: one JSON document with `--json`, else its text rendering.
+    pub fn emit<T: serde::Serialize>(
+        &self,
+        value: &T,
+        render: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            self.json_doc(value)
+        } else {
+            self.data(&render(value));
+            Ok(())
+        }
+    }
+
     /// One JSON document on stdout.
     pub fn json_doc(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
         self.data(&serde_json::to_string_pretty(value)?);

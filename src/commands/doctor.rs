@@ -14,11 +14,8 @@ pub fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
         gpu_smoke: args.gpu_smoke,
     };
     let report = doctor::run(host.as_ref(), &opts)?;
-    if ctx.printer.json {
-        ctx.printer.json_doc(&report)?;
-    } else {
-        ctx.printer.data(&doctor::render(&report, &ctx.printer));
-    }
+    ctx.printer
+        .emit(&report, |report| doctor::render(&report, &ctx.printer))?;
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

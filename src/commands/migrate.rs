@@ -25,11 +25,8 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
         setup: super::setup::options(ctx, args.setup),
     };
     let report = migrate::migrate(&from, &to, &local, opts, &ctx.printer)?;
-    if ctx.printer.json {
-        ctx.printer.json_doc(&report)?;
-    } else {
-        ctx.printer.data(&migrate::render(&report));
-    }
+    ctx.printer
+        .emit(&report, |report| migrate::render(&report))?;
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

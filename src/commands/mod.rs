@@ -62,17 +62,10 @@ impl Context {
 
     /// Step reports as a table, or `{"host", "dry_run", "steps"}` with `--json`.
     pub fn print_steps(&self, host: &str, reports: &[crate::step::StepReport]) -> Result<()> {
-        if self.printer.json {
-            self.printer.json_doc(&serde_json::json!({
-                "host": host,
-                "dry_run": self.global.dry_run,
-                "steps": reports,
-            }))
-        } else {
-            self.printer
-                .data(&crate::step::render(reports, &self.printer));
-            Ok(())
-        }
+        let doc =
+            serde_json::json!({ "host": host, "dry_run": self.global.dry_run, "steps": reports });
+        self.printer
+            .emit(&doc, |_| crate::step::render(reports, &self.printer))
     }
 
     /// A host named by a command's own option (`--from`, `--to`), not `--host`.

@@ -68,12 +68,7 @@ fn open(ctx: &Context, set: &ModelSetArgs) -> Result<(Target, Manifest)> {
 }
 
 fn output<T: serde::Serialize>(ctx: &Context, report: &T, render: fn(&T) -> String) -> Result<()> {
-    if ctx.printer.json {
-        ctx.printer.json_doc(report)
-    } else {
-        ctx.printer.data(&render(report));
-        Ok(())
-    }
+    ctx.printer.emit(report, render)
 }
 
 fn exit(ok: bool) -> ExitCode {

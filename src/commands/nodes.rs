@@ -25,22 +25,14 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
         NodesCommand::List(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service)?;
             let rows = nodes::list(&d, &NodeList::load(args.nodes.as_deref())?)?;
-            if ctx.printer.json {
-                ctx.printer.json_doc(&rows)?;
-            } else {
-                ctx.printer.data(&render_list(&rows));
-            }
+            ctx.printer.emit(&rows, |rows| render_list(&rows))?;
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::Verify(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service)?;
             let url = url_for(&d, args.url)?;
             let proofs = nodes::verify(&d, &NodeList::load(args.nodes.as_deref())?, &url)?;
-            if ctx.printer.json {
-                ctx.printer.json_doc(&proofs)?;
-            } else {
-                ctx.printer.data(&render_verify(&proofs));
-            }
+            ctx.printer.emit(&proofs, |proofs| render_verify(&proofs))?;
             Ok(if proofs.iter().all(|p| p.loaded) {
                 ExitCode::SUCCESS
             } else {

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 
 use super::Context;
 use crate::cli::{GpuChoice, ServiceArgs, StatusArgs, UpArgs};
-use crate::gpu::{self, Probe, Profile};
+use crate::gpu;
 use crate::host::Host;
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
@@ -12,16 +12,10 @@ use crate::ui::UsageError;
 
 /// The named playbook, or the one for the GPU the host has.
 fn playbook_for(host: &dyn Host, args: &ServiceArgs) -> Result<Playbook> {
-    if let Some(name) = &args.playbook {
-        return Playbook::load(name);
-    }
-    let profile = match gpu::probe(host)? {
-        Probe::Gpus(g) => gpu::profile_of(&g),
-        _ => Profile::NoGpu,
-    };
-    match (profile, args.gpu) {
-        (Profile::NoGpu, GpuChoice::None) => Playbook::load("generic-nvidia"),
-        (profile, _) => Playbook::for_profile(profile),
+    let gpu = args.gpu == GpuChoice::All;
+    match &args.playbook {
+        Some(name) => Playbook::load(name),
+        None => Playbook::choose(None, gpu::profile_of(&gpu::gpus(host)?), gpu),
     }
 }
 
@@ -109,11 +103,8 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
         targets.extend(service_inventory(path)?);
     }
     let rows = crate::status::query_all(targets);
-    if ctx.printer.json {
-        ctx.printer.json_doc(&rows)?;
-    } else {
-        ctx.printer.data(&crate::status::render(&rows));
-    }
+    ctx.printer
+        .emit(&rows, |rows| crate::status::render(&rows))?;
     Ok(if rows.iter().all(|r| r.reachable) {
         ExitCode::SUCCESS
     } else {
