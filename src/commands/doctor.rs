@@ -15,7 +15,7 @@ pub fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
     };
     let report = doctor::run(host.as_ref(), &opts)?;
     ctx.printer
-        .emit(&report, |report| doctor::render(&report, &ctx.printer))?;
+        .emit(&report, |report| doctor::render(report, &ctx.printer))?;
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

@@ -25,8 +25,7 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
         setup: super::setup::options(ctx, args.setup),
     };
     let report = migrate::migrate(&from, &to, &local, opts, &ctx.printer)?;
-    ctx.printer
-        .emit(&report, |report| migrate::render(&report))?;
+    ctx.printer.emit(&report, migrate::render)?;
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {

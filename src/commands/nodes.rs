@@ -25,14 +25,14 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
         NodesCommand::List(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service)?;
             let rows = nodes::list(&d, &NodeList::load(args.nodes.as_deref())?)?;
-            ctx.printer.emit(&rows, |rows| render_list(&rows))?;
+            ctx.printer.emit(&rows, |rows| render_list(rows))?;
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::Verify(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service)?;
             let url = url_for(&d, args.url)?;
             let proofs = nodes::verify(&d, &NodeList::load(args.nodes.as_deref())?, &url)?;
-            ctx.printer.emit(&proofs, |proofs| render_verify(&proofs))?;
+            ctx.printer.emit(&proofs, |proofs| render_verify(proofs))?;
             Ok(if proofs.iter().all(|p| p.loaded) {
                 ExitCode::SUCCESS
             } else {

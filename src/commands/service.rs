@@ -104,7 +104,7 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     }
     let rows = crate::status::query_all(targets);
     ctx.printer
-        .emit(&rows, |rows| crate::status::render(&rows))?;
+        .emit(&rows, |rows| crate::status::render(rows))?;
     Ok(if rows.iter().all(|r| r.reachable) {
         ExitCode::SUCCESS
     } else {

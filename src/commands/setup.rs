@@ -14,7 +14,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
     let host: Arc<dyn Host> = Arc::from(ctx.host()?);
     let opts = options(ctx, args);
     let report = setup::setup(&host, &opts, &ctx.printer)?;
-    ctx.printer.emit(&report, |report| setup::render(&report))?;
+    ctx.printer.emit(&report, setup::render)?;
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
