@@ -14,6 +14,15 @@ use crate::playbook::Playbook;
 use crate::step::{FileStep, Mode, Outcome, StepReport};
 use crate::ui::{HintExt, Printer};
 
+/// The image label that records which Dockerfile an image was built from: a changed
+/// Dockerfile (another base image or ComfyUI ref) means a rebuild, not a stale image.
+const DOCKERFILE_LABEL: &str = "org.lifeos-spark.dockerfile-sha256";
+
+fn dockerfile_hash(dockerfile: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(dockerfile.as_bytes()))
+}
+
 /// One deployment: a playbook applied to a root on a host.
 pub struct Deployment<'a> {
     pub host: &'a dyn Host,
@@ -151,15 +160,33 @@ impl<'a> Deployment<'a> {
         printer: &Printer,
     ) -> Result<StepReport> {
         let tag = &self.playbook.image;
-        let present = self
-            .host
-            .run(&docker.command(&["image", "inspect", "--format", "{{.Id}}", tag]))?
-            .success();
         let name = format!("image {tag}");
-        if present && !rebuild {
-            return Ok(StepReport::new(name, Outcome::Ok, "present"));
-        }
-        let why = if present { "rebuild asked" } else { "missing" };
+        let wanted = dockerfile_hash(&compose::render_dockerfile(&self.playbook, &self.opts));
+        let format = format!("{{{{index .Config.Labels \"{DOCKERFILE_LABEL}\"}}}}");
+        let inspect = self
+            .host
+            .run(&docker.command(&["image", "inspect", "--format", &format, tag]))?;
+        let label = inspect.stdout_text().trim().to_string();
+        let why = match (inspect.success(), label.as_str()) {
+            (false, _) => "missing",
+            _ if rebuild => "rebuild asked",
+            (true, l) if l == wanted => {
+                return Ok(StepReport::new(
+                    name,
+                    Outcome::Ok,
+                    "present, built from this Dockerfile",
+                ))
+            }
+            // Built by someone else (or pulled): used as it is.
+            (true, "" | "<no value>") => {
+                return Ok(StepReport::new(
+                    name,
+                    Outcome::Ok,
+                    "present (not built by lifeos-spark; used as is)",
+                ))
+            }
+            (true, _) => "the Dockerfile changed",
+        };
         if mode.dry_run {
             return Ok(StepReport::new(
                 name,
@@ -173,12 +200,12 @@ impl<'a> Deployment<'a> {
             self.host.name()
         ));
         let root = self.root.to_str().context("root is not UTF-8")?;
+        let label = format!("{DOCKERFILE_LABEL}={wanted}");
         let out = self
             .host
-            .run(&docker.command(&["build", "-t", tag, root]))?;
+            .run(&docker.command(&["build", "--label", &label, "-t", tag, root]))?;
         if !out.success() {
-            return Err(anyhow!("building {tag} failed:
-{}", out.stderr_tail(15)))
+            return Err(anyhow!("building {tag} failed:\n{}", out.stderr_tail(15)))
                 .hint("fix the cause above (network to nvcr.io and github.com, disk space), then run `up` again");
         }
         Ok(StepReport::new(
