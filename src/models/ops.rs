@@ -438,14 +438,7 @@ pub fn verify(
                 let Some(file) = files.get(i) else { break };
                 let entry = verify_file(host, file, &root.join(&file.dest));
                 if let Ok(e) = &entry {
-                    printer.status(format!(
-                        "verified `{}`: {}",
-                        e.id,
-                        serde_json::to_value(e.status)
-                            .unwrap_or_default()
-                            .as_str()
-                            .unwrap_or("?")
-                    ));
+                    printer.status(format!("verified `{}`: {}", e.id, e.status.label()));
                 }
                 *results[i].lock().expect("result slot") = Some(entry);
             });
