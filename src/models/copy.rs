@@ -133,10 +133,11 @@ fn copy_file(
             0
         }
     };
-    let mut sha = Sha256::new();
-    if start > 0 {
-        hash_prefix(to, &part, start, &mut sha)?;
-    }
+    let mut sha = if start > 0 {
+        hash_prefix(to, &part, start)?
+    } else {
+        Sha256::new()
+    };
     if let Some(dir) = dest.parent() {
         to.mkdir_p(dir)?;
     }
@@ -182,14 +183,11 @@ fn copy_file(
 }
 
 /// Rebuild the hash state from the bytes an interrupted copy left.
-fn hash_prefix(host: &dyn Host, part: &Path, len: u64, sha: &mut Sha256) -> Result<()> {
-    let mut reader = host.open_read(part, 0)?.take(len);
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sha.update(&buf[..n]);
+fn hash_prefix(host: &dyn Host, part: &Path, len: u64) -> Result<Sha256> {
+    let ctx = || format!("cannot read back `{}` on {}", part.display(), host.name());
+    let (sha, read) = verify::hash_reader(host.open_read(part, 0)?, len).with_context(ctx)?;
+    if read != len {
+        bail!("{}: {read} of {len} bytes", ctx());
     }
+    Ok(sha)
 }

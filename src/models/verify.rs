@@ -74,17 +74,28 @@ pub fn hash_file(host: &dyn Host, path: &Path) -> Result<String> {
             }
         }
     }
-    let mut reader = host.open_read(path, 0)?;
+    let reader = host.open_read(path, 0)?;
+    let (sha, _) = hash_reader(reader, u64::MAX)
+        .with_context(|| format!("cannot read `{}` on {}", path.display(), host.name()))?;
+    Ok(hex::encode(sha.finalize()))
+}
+
+/// Feed up to `limit` bytes of `reader` (all of them with `u64::MAX`) into a fresh SHA-256.
+/// Returns the state, to finish or to keep feeding, and the bytes hashed.
+pub fn hash_reader(reader: impl Read, limit: u64) -> std::io::Result<(Sha256, u64)> {
+    let mut reader = reader.take(limit);
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
     loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("cannot read `{}` on {}", path.display(), host.name()))?;
-        if n == 0 {
-            return Ok(hex::encode(sha.finalize()));
-        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok((sha, total)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         sha.update(&buf[..n]);
+        total += n as u64;
     }
 }
 
@@ -178,5 +189,18 @@ mod tests {
         };
         assert!(!Stamp::is_current(&host, &dest, &touched, &sha(b"abc")).unwrap());
         assert_eq!(hash_file(&host, &dest).unwrap(), sha(b"abc"));
+    }
+
+    #[test]
+    fn hash_reader_stops_at_the_limit_and_counts() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (state, n) = hash_reader(&data[..], u64::MAX).unwrap();
+        assert_eq!((hex::encode(state.finalize()), n), (sha(&data), 3_000_000));
+        let (mut state, n) = hash_reader(&data[..], 1_500_000).unwrap();
+        assert_eq!(n, 1_500_000);
+        state.update(&data[1_500_000..]);
+        assert_eq!(hex::encode(state.finalize()), sha(&data));
+        let (_, n) = hash_reader(&b"abc"[..], 10).unwrap();
+        assert_eq!(n, 3);
     }
 }
