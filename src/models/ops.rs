@@ -22,7 +22,7 @@ use super::manifest::{Manifest, ModelFile};
 use super::partial::{self, Resume};
 use super::progress::Progress;
 use super::report::*;
-use super::verify::{self, Stamp};
+use super::verify::{self, Presence, Stamp};
 use crate::host::{Command, Host};
 use crate::system;
 use crate::ui::{HintExt, Printer};
@@ -135,18 +135,13 @@ pub fn pull(
 }
 
 fn plan_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Plan> {
-    if let Some(stat) = host
-        .stat(dest)?
-        .filter(|s| s.size == file.size && !s.is_dir)
-    {
-        return Ok(match &file.sha256 {
-            None => Plan::Present,
-            Some(sha) if Stamp::is_current(host, dest, &stat, sha)? => Plan::Present,
-            Some(_) => Plan::Check,
-        });
-    }
-    let reused = partial::inspect(host, file, dest)?.bytes();
-    Ok(Plan::Fetch { reused })
+    Ok(match verify::presence(host, file, dest)? {
+        Presence::Verified => Plan::Present,
+        Presence::Unverified => Plan::Check,
+        Presence::Absent => Plan::Fetch {
+            reused: partial::inspect(host, file, dest)?.bytes(),
+        },
+    })
 }
 
 /// Hash files that are there without a stamp; the right ones get a stamp, the others a fetch.
@@ -165,9 +160,7 @@ fn check_unstamped(
             "verifying `{}` (already there, never verified)",
             file.id
         ));
-        let sha = verify::hash_file(host, dest)?;
-        *plan = if Some(&sha) == file.sha256.as_ref() {
-            Stamp::record(host, dest, &sha)?;
+        *plan = if verify::verify_and_stamp(host, file, dest)? {
             Plan::Present
         } else {
             printer.warn(format!(
@@ -503,17 +496,10 @@ pub fn list(target: &Target, manifest: &Manifest, only: &[String]) -> Result<Lis
     let mut entries = Vec::new();
     for file in manifest.select(only)? {
         let dest = root.join(&file.dest);
-        let (state, partial_bytes) = match host
-            .stat(&dest)?
-            .filter(|s| s.size == file.size && !s.is_dir)
-        {
-            Some(stat) => match &file.sha256 {
-                Some(sha) if !Stamp::is_current(host, &dest, &stat, sha)? => {
-                    (ListState::Unverified, 0)
-                }
-                _ => (ListState::Present, 0),
-            },
-            None => match partial::inspect(host, &file, &dest)? {
+        let (state, partial_bytes) = match verify::presence(host, &file, &dest)? {
+            Presence::Verified => (ListState::Present, 0),
+            Presence::Unverified => (ListState::Unverified, 0),
+            Presence::Absent => match partial::inspect(host, &file, &dest)? {
                 Resume::Fresh => (ListState::Missing, 0),
                 r => (ListState::Partial, r.bytes()),
             },

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::manifest::ModelFile;
 use crate::host::{Command, FileStat, Host};
 
 /// SHA-256 over chunks that may arrive out of order (parallel range connections). Chunks at the
@@ -97,6 +98,45 @@ pub fn hash_reader(reader: impl Read, limit: u64) -> std::io::Result<(Sha256, u6
         sha.update(&buf[..n]);
         total += n as u64;
     }
+}
+
+/// What is at a model file's place, told by `stat` and the stamp alone (nothing is hashed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The right size with a current stamp (or the manifest has no sha256 to check).
+    Verified,
+    /// The right size, not verified since it last changed: [`verify_and_stamp`] tells.
+    Unverified,
+    /// Missing, a directory, or another size.
+    Absent,
+}
+
+/// How `file` stands at `dest` on `host`, without hashing or writing anything.
+pub fn presence(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Presence> {
+    let Some(stat) = host
+        .stat(dest)?
+        .filter(|s| s.size == file.size && !s.is_dir)
+    else {
+        return Ok(Presence::Absent);
+    };
+    Ok(match &file.sha256 {
+        Some(sha) if !Stamp::is_current(host, dest, &stat, sha)? => Presence::Unverified,
+        _ => Presence::Verified,
+    })
+}
+
+/// Hash an [`Presence::Unverified`] file; stamp it when it has the manifest's sha256.
+/// Whether it has.
+pub fn verify_and_stamp(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<bool> {
+    let Some(want) = &file.sha256 else {
+        return Ok(true);
+    };
+    let sha = hash_file(host, dest)?;
+    if sha != *want {
+        return Ok(false);
+    }
+    Stamp::record(host, dest, &sha)?;
+    Ok(true)
 }
 
 /// A record that `dest` was verified at this size and mtime: `.<name>.verified` beside it
