@@ -387,7 +387,9 @@ fn finalize(host: &dyn Host, dest: &Path, sha256: &str) -> Result<()> {
     host.remove_file(&partial::state_path(dest))
 }
 
-/// A second name for the same bytes: a hard link, or a copy across filesystems.
+/// A second name for the same bytes: a hard link, or a copy across filesystems. The copy goes
+/// to `<to>.part` and is renamed once complete, so the final name never holds part of it (an
+/// interrupted copy is a prefix the next run's plan sees, then copies over).
 async fn link_or_copy(
     host: Arc<dyn Host>,
     from: &Path,
@@ -396,18 +398,45 @@ async fn link_or_copy(
 ) -> Result<()> {
     let (from, to) = (from.to_path_buf(), to.to_path_buf());
     blocking(move || {
+        let host = host.as_ref();
         let from_s = from.to_str().context("path is not UTF-8")?;
         let to_s = to.to_str().context("path is not UTF-8")?;
         let linked = host.run(&Command::new("ln").args(["-f", from_s, to_s]))?;
         if !linked.success() {
-            host.run_ok(&Command::new("cp").args(["-f", from_s, to_s]))?;
+            copy_beside(host, &from, &to)?;
         }
         if let Some(sha) = sha256 {
-            Stamp::record(host.as_ref(), &to, &sha)?;
+            Stamp::record(host, &to, &sha)?;
         }
-        partial::discard(host.as_ref(), &to)
+        partial::discard(host, &to)
     })
     .await
+}
+
+/// `cp` into `<to>.part` (a record left by an earlier fetch removed first), check the size,
+/// rename.
+fn copy_beside(host: &dyn Host, from: &Path, to: &Path) -> Result<()> {
+    let part = partial::part_path(to);
+    let from_s = from.to_str().context("path is not UTF-8")?;
+    let part_s = part.to_str().context("path is not UTF-8")?;
+    partial::discard(host, to)?;
+    host.run_ok(&Command::new("cp").args(["-f", from_s, part_s]))?;
+    let size = |p: &Path| -> Result<u64> {
+        Ok(host
+            .stat(p)?
+            .with_context(|| format!("`{}` vanished while copying", p.display()))?
+            .size)
+    };
+    let (want, got) = (size(from)?, size(&part)?);
+    if got != want {
+        return Err(anyhow!(
+            "copying `{}` to `{}` on {} stopped at {got} of {want} bytes",
+            from.display(),
+            part.display(),
+            host.name()
+        ));
+    }
+    host.rename(&part, to)
 }
 
 /// Re-hash every file on the target, `jobs` at a time.
