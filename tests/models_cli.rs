@@ -144,6 +144,52 @@ fn kill_9_mid_download_resumes_per_piece() {
     );
 }
 
+/// kill -9 after the `.part` is preallocated and before the first checkpoint (a second later):
+/// the record written before the preallocation says nothing is finished yet, so the next run
+/// does not take the zero-filled `.part` for a complete download of another tool.
+#[test]
+fn kill_9_right_after_preallocation_leaves_an_empty_record() {
+    let env = Env::new();
+    let data = bytes_of(16 * MIB, 23);
+    let manifest = env.manifest(&data);
+    env.hub.rate_limit(Some(1024)); // no body chunk (16 KiB) arrives for 16 seconds
+    let mut child = env
+        .cmd(&manifest, &["pull", "--connections", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = PathBuf::from(format!("{}.part", env.dest().display()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&part).map_or(true, |m| m.len() != data.len() as u64) {
+        assert!(
+            Instant::now() < deadline,
+            "the .part was never preallocated"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let record = PathBuf::from(format!("{}.part.json", env.dest().display()));
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(&record).expect("a record beside the preallocated .part"),
+    )
+    .unwrap();
+    assert_eq!(record["done"], serde_json::json!([]));
+
+    env.hub.rate_limit(None);
+    let before = env.hub.body_bytes();
+    let out = env.run(&manifest, &["pull", "--connections", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("arrived with sha256"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(env.hub.body_bytes() - before, data.len() as u64);
+    assert_eq!(std::fs::read(env.dest()).unwrap(), data);
+}
+
 #[test]
 fn sigterm_stops_cleanly_keeps_the_partial_and_says_how_to_resume() {
     let env = Env::new();

@@ -778,3 +778,107 @@ fn files_and_pieces_download_in_parallel() {
         "--connections 4: four pieces of one file at once"
     );
 }
+
+/// A `LocalHost` where `ln` fails (another filesystem), and `cp`, when `cp_breaks`, stops
+/// halfway as on a full disk: it leaves half the bytes at its destination and fails.
+struct NoLinkHost {
+    inner: LocalHost,
+    cp_breaks: bool,
+}
+
+impl lifeos_spark::host::Host for NoLinkHost {
+    fn name(&self) -> &str {
+        "no-link"
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    fn run(&self, cmd: &lifeos_spark::host::Command) -> anyhow::Result<lifeos_spark::host::Output> {
+        let failed = |stderr: &str| lifeos_spark::host::Output {
+            status: Some(1),
+            stdout: vec![],
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        match cmd.program.as_str() {
+            "ln" => Ok(failed("ln: Invalid cross-device link")),
+            "cp" if self.cp_breaks => {
+                let [.., from, to] = cmd.args.as_slice() else {
+                    panic!("cp without two paths: {cmd:?}");
+                };
+                let data = std::fs::read(from)?;
+                std::fs::write(to, &data[..data.len() / 2])?;
+                Ok(failed("cp: No space left on device"))
+            }
+            _ => self.inner.run(cmd),
+        }
+    }
+    fn read_opt(&self, path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+        self.inner.read_opt(path)
+    }
+    fn stat(&self, path: &Path) -> anyhow::Result<Option<lifeos_spark::host::FileStat>> {
+        self.inner.stat(path)
+    }
+    fn mkdir_p(&self, path: &Path) -> anyhow::Result<()> {
+        self.inner.mkdir_p(path)
+    }
+    fn write_atomic(&self, path: &Path, data: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
+        self.inner.write_atomic(path, data, mode)
+    }
+    fn open_read(&self, path: &Path, offset: u64) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
+        self.inner.open_read(path, offset)
+    }
+    fn open_write(&self, path: &Path) -> anyhow::Result<Box<dyn lifeos_spark::host::RandomWrite>> {
+        self.inner.open_write(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> anyhow::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> anyhow::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn home(&self) -> anyhow::Result<PathBuf> {
+        self.inner.home()
+    }
+}
+
+/// Without a hard link the second name is a copy, made beside it and renamed: a copy that
+/// breaks off leaves nothing under the final name, and the next run completes it.
+#[test]
+fn a_duplicate_copied_across_filesystems_never_shows_a_partial_copy_under_its_name() {
+    let s = setup();
+    let data = bytes_of(200_000, 23);
+    s.hub.put("/a.onnx", data.clone(), "a");
+    s.hub.put("/b.onnx", data.clone(), "b");
+    let m = manifest(&[
+        ("a", s.hub.url("/a.onnx"), "models/a/det.onnx", &data),
+        ("b", s.hub.url("/b.onnx"), "models/b/det.onnx", &data),
+    ]);
+    let second = s.root().join("models/b/det.onnx");
+    let pull = |cp_breaks| {
+        let target = Target {
+            host: Arc::new(NoLinkHost {
+                inner: LocalHost::new(),
+                cp_breaks,
+            }),
+            root: s.root().display().to_string(),
+        };
+        ops::pull(&target, &m, &options(&s.hub.url(""), None, 2), &printer()).unwrap()
+    };
+
+    let report = pull(true);
+    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_eq!(report.files[1].status, PullStatus::Failed);
+    assert!(
+        !second.exists(),
+        "a partial copy under the final name: {} of {} bytes",
+        std::fs::metadata(&second).map_or(0, |m| m.len()),
+        data.len()
+    );
+
+    let report = pull(false);
+    assert_eq!(report.files[1].status, PullStatus::Linked);
+    assert_eq!(std::fs::read(&second).unwrap(), data);
+    assert_no_leftovers(&second);
+    assert!(s.hub.gets().iter().all(|g| g.path != "/b.onnx"));
+    assert_eq!(s.pull(&m).files[1].status, PullStatus::Present);
+}

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ModelFile};
 use super::partial::{self, Resume};
-use super::verify::{self, Stamp};
+use super::verify::{self, Presence, Stamp};
 use crate::host::Host;
 use crate::step::{Outcome, StepReport};
 use crate::ui::{HintExt, Printer};
@@ -23,13 +23,19 @@ pub struct Source<'a> {
     pub root: &'a Path,
 }
 
-/// Whether the source holds every file of the manifest at its size (their hashes are checked
-/// while copying).
+/// Whether the source holds every file of the manifest with the manifest's bytes: at its size,
+/// and with a current stamp or, failing that, hashing to the manifest's sha256 (`sha256sum` on
+/// the source over SSH). Nothing is written on the source.
 pub fn source_has_all(source: &Source, manifest: &Manifest) -> Result<bool> {
     for file in &manifest.models {
-        match source.host.stat(&source.root.join(&file.dest))? {
-            Some(s) if s.size == file.size => {}
-            _ => return Ok(false),
+        let path = source.root.join(&file.dest);
+        let ok = match verify::presence(source.host, file, &path)? {
+            Presence::Verified => true,
+            Presence::Unverified => Some(verify::hash_file(source.host, &path)?) == file.sha256,
+            Presence::Absent => false,
+        };
+        if !ok {
+            return Ok(false);
         }
     }
     Ok(true)
@@ -49,7 +55,17 @@ pub fn copy_all(
     for file in &manifest.models {
         let dest = to_root.join(&file.dest);
         let name = format!("model {}", file.id);
-        if is_in_place(to, file, &dest)? {
+        let in_place = match verify::presence(to, file, &dest)? {
+            Presence::Verified => true,
+            // A dry run hashes nothing and writes no stamp.
+            Presence::Unverified if dry_run => {
+                steps.push(StepReport::new(name, Outcome::WouldChange, "would verify"));
+                continue;
+            }
+            Presence::Unverified => verify::verify_and_stamp(to, file, &dest)?,
+            Presence::Absent => false,
+        };
+        if in_place {
             steps.push(StepReport::new(name, Outcome::Ok, "present, verified"));
             continue;
         }
@@ -94,27 +110,6 @@ pub fn copy_all(
     Ok((steps, copied))
 }
 
-/// Present with a current stamp, or present at the right size and hashing to the manifest's.
-fn is_in_place(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<bool> {
-    let Some(stat) = host.stat(dest)? else {
-        return Ok(false);
-    };
-    let Some(sha) = &file.sha256 else {
-        return Ok(stat.size == file.size);
-    };
-    if stat.size != file.size {
-        return Ok(false);
-    }
-    if Stamp::is_current(host, dest, &stat, sha)? {
-        return Ok(true);
-    }
-    if verify::hash_file(host, dest)? == *sha {
-        Stamp::record(host, dest, sha)?;
-        return Ok(true);
-    }
-    Ok(false)
-}
-
 /// Bytes copied this time.
 fn copy_file(
     from: &dyn Host,
@@ -133,10 +128,11 @@ fn copy_file(
             0
         }
     };
-    let mut sha = Sha256::new();
-    if start > 0 {
-        hash_prefix(to, &part, start, &mut sha)?;
-    }
+    let mut sha = if start > 0 {
+        hash_prefix(to, &part, start)?
+    } else {
+        Sha256::new()
+    };
     if let Some(dir) = dest.parent() {
         to.mkdir_p(dir)?;
     }
@@ -182,14 +178,11 @@ fn copy_file(
 }
 
 /// Rebuild the hash state from the bytes an interrupted copy left.
-fn hash_prefix(host: &dyn Host, part: &Path, len: u64, sha: &mut Sha256) -> Result<()> {
-    let mut reader = host.open_read(part, 0)?.take(len);
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sha.update(&buf[..n]);
+fn hash_prefix(host: &dyn Host, part: &Path, len: u64) -> Result<Sha256> {
+    let ctx = || format!("cannot read back `{}` on {}", part.display(), host.name());
+    let (sha, read) = verify::hash_reader(host.open_read(part, 0)?, len).with_context(ctx)?;
+    if read != len {
+        bail!("{}: {read} of {len} bytes", ctx());
     }
+    Ok(sha)
 }

@@ -121,15 +121,17 @@ pub async fn fetch(
     .await?;
     let dl = Download::new(req, *opts, url, probe.data_url, &resume);
     let bar = progress.start(&file.id, file.size, dl.reused);
+    if resume == Resume::Prefix(file.size) {
+        dl.confirm_complete().await;
+    }
+    // What is known now (nothing, for a fresh download) is recorded before the preallocation.
     let sink = Sink::open(
         req.host.clone(),
         partial::part_path(&req.dest),
         partial::state_path(&req.dest),
         file.size,
+        dl.record(),
     );
-    if resume == Resume::Prefix(file.size) {
-        dl.confirm_complete().await;
-    }
     let result = tokio::select! {
         r = dl.run_until_done(&sink, &bar) => r,
         _ = cancelled(&mut cancel) => Err(Interrupted { fetched: dl.lock().fetched }.into()),

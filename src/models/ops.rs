@@ -22,7 +22,7 @@ use super::manifest::{Manifest, ModelFile};
 use super::partial::{self, Resume};
 use super::progress::Progress;
 use super::report::*;
-use super::verify::{self, Stamp};
+use super::verify::{self, Presence, Stamp};
 use crate::host::{Command, Host};
 use crate::system;
 use crate::ui::{HintExt, Printer};
@@ -135,18 +135,13 @@ pub fn pull(
 }
 
 fn plan_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Plan> {
-    if let Some(stat) = host
-        .stat(dest)?
-        .filter(|s| s.size == file.size && !s.is_dir)
-    {
-        return Ok(match &file.sha256 {
-            None => Plan::Present,
-            Some(sha) if Stamp::is_current(host, dest, &stat, sha)? => Plan::Present,
-            Some(_) => Plan::Check,
-        });
-    }
-    let reused = partial::inspect(host, file, dest)?.bytes();
-    Ok(Plan::Fetch { reused })
+    Ok(match verify::presence(host, file, dest)? {
+        Presence::Verified => Plan::Present,
+        Presence::Unverified => Plan::Check,
+        Presence::Absent => Plan::Fetch {
+            reused: partial::inspect(host, file, dest)?.bytes(),
+        },
+    })
 }
 
 /// Hash files that are there without a stamp; the right ones get a stamp, the others a fetch.
@@ -165,9 +160,7 @@ fn check_unstamped(
             "verifying `{}` (already there, never verified)",
             file.id
         ));
-        let sha = verify::hash_file(host, dest)?;
-        *plan = if Some(&sha) == file.sha256.as_ref() {
-            Stamp::record(host, dest, &sha)?;
+        *plan = if verify::verify_and_stamp(host, file, dest)? {
             Plan::Present
         } else {
             printer.warn(format!(
@@ -394,7 +387,9 @@ fn finalize(host: &dyn Host, dest: &Path, sha256: &str) -> Result<()> {
     host.remove_file(&partial::state_path(dest))
 }
 
-/// A second name for the same bytes: a hard link, or a copy across filesystems.
+/// A second name for the same bytes: a hard link, or a copy across filesystems. The copy goes
+/// to `<to>.part` and is renamed once complete, so the final name never holds part of it (an
+/// interrupted copy is a prefix the next run's plan sees, then copies over).
 async fn link_or_copy(
     host: Arc<dyn Host>,
     from: &Path,
@@ -403,18 +398,45 @@ async fn link_or_copy(
 ) -> Result<()> {
     let (from, to) = (from.to_path_buf(), to.to_path_buf());
     blocking(move || {
+        let host = host.as_ref();
         let from_s = from.to_str().context("path is not UTF-8")?;
         let to_s = to.to_str().context("path is not UTF-8")?;
         let linked = host.run(&Command::new("ln").args(["-f", from_s, to_s]))?;
         if !linked.success() {
-            host.run_ok(&Command::new("cp").args(["-f", from_s, to_s]))?;
+            copy_beside(host, &from, &to)?;
         }
         if let Some(sha) = sha256 {
-            Stamp::record(host.as_ref(), &to, &sha)?;
+            Stamp::record(host, &to, &sha)?;
         }
-        partial::discard(host.as_ref(), &to)
+        partial::discard(host, &to)
     })
     .await
+}
+
+/// `cp` into `<to>.part` (a record left by an earlier fetch removed first), check the size,
+/// rename.
+fn copy_beside(host: &dyn Host, from: &Path, to: &Path) -> Result<()> {
+    let part = partial::part_path(to);
+    let from_s = from.to_str().context("path is not UTF-8")?;
+    let part_s = part.to_str().context("path is not UTF-8")?;
+    partial::discard(host, to)?;
+    host.run_ok(&Command::new("cp").args(["-f", from_s, part_s]))?;
+    let size = |p: &Path| -> Result<u64> {
+        Ok(host
+            .stat(p)?
+            .with_context(|| format!("`{}` vanished while copying", p.display()))?
+            .size)
+    };
+    let (want, got) = (size(from)?, size(&part)?);
+    if got != want {
+        return Err(anyhow!(
+            "copying `{}` to `{}` on {} stopped at {got} of {want} bytes",
+            from.display(),
+            part.display(),
+            host.name()
+        ));
+    }
+    host.rename(&part, to)
 }
 
 /// Re-hash every file on the target, `jobs` at a time.
@@ -438,14 +460,7 @@ pub fn verify(
                 let Some(file) = files.get(i) else { break };
                 let entry = verify_file(host, file, &root.join(&file.dest));
                 if let Ok(e) = &entry {
-                    printer.status(format!(
-                        "verified `{}`: {}",
-                        e.id,
-                        serde_json::to_value(e.status)
-                            .unwrap_or_default()
-                            .as_str()
-                            .unwrap_or("?")
-                    ));
+                    printer.status(format!("verified `{}`: {}", e.id, e.status.label()));
                 }
                 *results[i].lock().expect("result slot") = Some(entry);
             });
@@ -510,17 +525,10 @@ pub fn list(target: &Target, manifest: &Manifest, only: &[String]) -> Result<Lis
     let mut entries = Vec::new();
     for file in manifest.select(only)? {
         let dest = root.join(&file.dest);
-        let (state, partial_bytes) = match host
-            .stat(&dest)?
-            .filter(|s| s.size == file.size && !s.is_dir)
-        {
-            Some(stat) => match &file.sha256 {
-                Some(sha) if !Stamp::is_current(host, &dest, &stat, sha)? => {
-                    (ListState::Unverified, 0)
-                }
-                _ => (ListState::Present, 0),
-            },
-            None => match partial::inspect(host, &file, &dest)? {
+        let (state, partial_bytes) = match verify::presence(host, &file, &dest)? {
+            Presence::Verified => (ListState::Present, 0),
+            Presence::Unverified => (ListState::Unverified, 0),
+            Presence::Absent => match partial::inspect(host, &file, &dest)? {
                 Resume::Fresh => (ListState::Missing, 0),
                 r => (ListState::Partial, r.bytes()),
             },

@@ -56,6 +56,22 @@ pub struct PullReport {
     pub files: Vec<PullEntry>,
 }
 
+impl PullStatus {
+    /// The kebab-case name, as in `--json` and the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            PullStatus::Present => "present",
+            PullStatus::Fetched => "fetched",
+            PullStatus::Linked => "linked",
+            PullStatus::WouldFetch => "would-fetch",
+            PullStatus::WouldLink => "would-link",
+            PullStatus::WouldVerify => "would-verify",
+            PullStatus::Failed => "failed",
+            PullStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
 impl PullReport {
     pub fn failed(&self) -> bool {
         self.files.iter().any(|f| f.status == PullStatus::Failed)
@@ -71,6 +87,19 @@ pub enum VerifyStatus {
     WrongHash,
     /// Right size, but the manifest has no sha256 (`--allow-unverified`).
     SizeOnly,
+}
+
+impl VerifyStatus {
+    /// The kebab-case name, as in `--json` and the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            VerifyStatus::Ok => "ok",
+            VerifyStatus::Missing => "missing",
+            VerifyStatus::WrongSize => "wrong-size",
+            VerifyStatus::WrongHash => "wrong-hash",
+            VerifyStatus::SizeOnly => "size-only",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +134,18 @@ pub enum ListState {
     /// A resumable `.part`.
     Partial,
     Missing,
+}
+
+impl ListState {
+    /// The kebab-case name, as in `--json` and the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ListState::Present => "present",
+            ListState::Unverified => "unverified",
+            ListState::Partial => "partial",
+            ListState::Missing => "missing",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -153,13 +194,6 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn kebab(value: &impl Serialize) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 pub fn render_pull(r: &PullReport) -> String {
     let rows = r
         .files
@@ -171,7 +205,7 @@ pub fn render_pull(r: &PullReport) -> String {
                 (None, n) => format!("resumed at {}", ByteSize(n)),
             };
             vec![
-                kebab(&f.status),
+                f.status.label().to_string(),
                 f.id.clone(),
                 ByteSize(f.size).to_string(),
                 note,
@@ -211,7 +245,7 @@ pub fn render_verify(r: &VerifyReport) -> String {
                 ),
                 _ => f.dest.display().to_string(),
             };
-            vec![kebab(&f.status), f.id.clone(), detail]
+            vec![f.status.label().to_string(), f.id.clone(), detail]
         })
         .collect();
     table(&["STATUS", "ID", "DETAIL"], rows)
@@ -224,7 +258,7 @@ pub fn render_list(r: &ListReport) -> String {
         .map(|f| {
             let state = match f.state {
                 ListState::Partial => format!("partial ({})", ByteSize(f.partial_bytes)),
-                s => kebab(&s),
+                s => s.label().to_string(),
             };
             vec![
                 f.id.clone(),
@@ -245,4 +279,53 @@ pub fn render_list(r: &ListReport) -> String {
         ByteSize(r.disk_bytes)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_name(value: impl Serialize) -> String {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn labels_are_the_json_names() {
+        let pull = [
+            PullStatus::Present,
+            PullStatus::Fetched,
+            PullStatus::Linked,
+            PullStatus::WouldFetch,
+            PullStatus::WouldLink,
+            PullStatus::WouldVerify,
+            PullStatus::Failed,
+            PullStatus::Interrupted,
+        ];
+        for s in pull {
+            assert_eq!(s.label(), serde_name(s));
+        }
+        let verify = [
+            VerifyStatus::Ok,
+            VerifyStatus::Missing,
+            VerifyStatus::WrongSize,
+            VerifyStatus::WrongHash,
+            VerifyStatus::SizeOnly,
+        ];
+        for s in verify {
+            assert_eq!(s.label(), serde_name(s));
+        }
+        let list = [
+            ListState::Present,
+            ListState::Unverified,
+            ListState::Partial,
+            ListState::Missing,
+        ];
+        for s in list {
+            assert_eq!(s.label(), serde_name(s));
+        }
+    }
 }

@@ -51,15 +51,26 @@ impl SinkHandle {
 }
 
 impl Sink {
-    /// Open `part` on `host` (never truncating: it may hold a resumable download) and size it
-    /// to `size` up front, so pieces can land anywhere.
-    pub fn open(host: Arc<dyn Host>, part: PathBuf, record: PathBuf, size: u64) -> Sink {
+    /// Open `part` on `host` (never truncating: it may hold a resumable download), write
+    /// `initial` as its record, then size it to `size` up front, so pieces can land anywhere.
+    /// The record comes first: a preallocated `.part` without one would pass, after a kill,
+    /// for a complete download of another tool (see `partial::Resume::Prefix`).
+    pub fn open(
+        host: Arc<dyn Host>,
+        part: PathBuf,
+        record: PathBuf,
+        size: u64,
+        initial: Vec<u8>,
+    ) -> Sink {
         let (tx, mut rx) = mpsc::channel::<Op>(QUEUE);
         let (result_tx, result) = oneshot::channel();
         std::thread::spawn(move || {
             let mut run = || -> Result<()> {
                 let mut file = host.open_write(&part)?;
                 let ctx = || format!("cannot write `{}` on {}", part.display(), host.name());
+                // The bytes a resumed record names (a prefix kept from before) are synced too.
+                file.sync().with_context(ctx)?;
+                host.write_atomic(&record, &initial, Some(0o644))?;
                 file.set_len(size).with_context(ctx)?;
                 while let Some(op) = rx.blocking_recv() {
                     match op {

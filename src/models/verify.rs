@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::manifest::ModelFile;
 use crate::host::{Command, FileStat, Host};
 
 /// SHA-256 over chunks that may arrive out of order (parallel range connections). Chunks at the
@@ -74,18 +75,68 @@ pub fn hash_file(host: &dyn Host, path: &Path) -> Result<String> {
             }
         }
     }
-    let mut reader = host.open_read(path, 0)?;
+    let reader = host.open_read(path, 0)?;
+    let (sha, _) = hash_reader(reader, u64::MAX)
+        .with_context(|| format!("cannot read `{}` on {}", path.display(), host.name()))?;
+    Ok(hex::encode(sha.finalize()))
+}
+
+/// Feed up to `limit` bytes of `reader` (all of them with `u64::MAX`) into a fresh SHA-256.
+/// Returns the state, to finish or to keep feeding, and the bytes hashed.
+pub fn hash_reader(reader: impl Read, limit: u64) -> std::io::Result<(Sha256, u64)> {
+    let mut reader = reader.take(limit);
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
     loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("cannot read `{}` on {}", path.display(), host.name()))?;
-        if n == 0 {
-            return Ok(hex::encode(sha.finalize()));
-        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok((sha, total)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         sha.update(&buf[..n]);
+        total += n as u64;
     }
+}
+
+/// What is at a model file's place, told by `stat` and the stamp alone (nothing is hashed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The right size with a current stamp (or the manifest has no sha256 to check).
+    Verified,
+    /// The right size, not verified since it last changed: [`verify_and_stamp`] tells.
+    Unverified,
+    /// Missing, a directory, or another size.
+    Absent,
+}
+
+/// How `file` stands at `dest` on `host`, without hashing or writing anything.
+pub fn presence(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Presence> {
+    let Some(stat) = host
+        .stat(dest)?
+        .filter(|s| s.size == file.size && !s.is_dir)
+    else {
+        return Ok(Presence::Absent);
+    };
+    Ok(match &file.sha256 {
+        Some(sha) if !Stamp::is_current(host, dest, &stat, sha)? => Presence::Unverified,
+        _ => Presence::Verified,
+    })
+}
+
+/// Hash an [`Presence::Unverified`] file; stamp it when it has the manifest's sha256.
+/// Whether it has.
+pub fn verify_and_stamp(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<bool> {
+    let Some(want) = &file.sha256 else {
+        return Ok(true);
+    };
+    let sha = hash_file(host, dest)?;
+    if sha != *want {
+        return Ok(false);
+    }
+    Stamp::record(host, dest, &sha)?;
+    Ok(true)
 }
 
 /// A record that `dest` was verified at this size and mtime: `.<name>.verified` beside it
@@ -178,5 +229,18 @@ mod tests {
         };
         assert!(!Stamp::is_current(&host, &dest, &touched, &sha(b"abc")).unwrap());
         assert_eq!(hash_file(&host, &dest).unwrap(), sha(b"abc"));
+    }
+
+    #[test]
+    fn hash_reader_stops_at_the_limit_and_counts() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (state, n) = hash_reader(&data[..], u64::MAX).unwrap();
+        assert_eq!((hex::encode(state.finalize()), n), (sha(&data), 3_000_000));
+        let (mut state, n) = hash_reader(&data[..], 1_500_000).unwrap();
+        assert_eq!(n, 1_500_000);
+        state.update(&data[1_500_000..]);
+        assert_eq!(hex::encode(state.finalize()), sha(&data));
+        let (_, n) = hash_reader(&b"abc"[..], 10).unwrap();
+        assert_eq!(n, 3);
     }
 }
