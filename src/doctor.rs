@@ -34,6 +34,16 @@ pub enum Status {
     Fail,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: &'static str,

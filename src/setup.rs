@@ -365,7 +365,7 @@ impl<'a> Run<'a> {
                 StepReport::new(
                     c.name,
                     outcome,
-                    format!("{}: {}{hint}", status_word(c.status), c.detail),
+                    format!("{}: {}{hint}", c.status.as_str(), c.detail),
                 )
             })
             .collect();
@@ -525,14 +525,6 @@ impl<'a> Run<'a> {
     }
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Warn => "warn",
-        Status::Fail => "fail",
-    }
-}
-
 /// ComfyUI's `/models/<folder>` must list the file. For a folder ComfyUI does not register
 /// (InsightFace's packs are read by the node itself), the file on disk must have its size.
 fn model_seen(
@@ -592,10 +584,7 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
                 }
                 PullStatus::Failed | PullStatus::Interrupted => Outcome::Failed,
             };
-            let status = serde_json::to_value(f.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let status = f.status.label();
             StepReport::new(
                 format!("model {}", f.id),
                 outcome,
