@@ -21,6 +21,8 @@ pub struct Options {
     pub port: u16,
     /// Publish this address instead of discovering it.
     pub address: Option<String>,
+    /// The playbook's batch size; the profile's playbook decides when `None`.
+    pub batch_size: Option<u32>,
     pub dry_run: bool,
 }
 
@@ -33,6 +35,8 @@ pub struct ConnectionInfo {
     /// GPU model(s), `None` when nvidia-smi found none.
     pub gpu: Option<String>,
     pub memory: String,
+    /// Images per generation this device handles well (the seed: 8 on a Spark, 2 on a 4090).
+    pub batch_size: Option<u32>,
     pub setup_date: String,
 }
 
@@ -66,6 +70,12 @@ pub fn run(host: &dyn Host, opts: &Options) -> Result<Report> {
                 .join(", ")
         }),
         memory: memory_line(host, &gpus)?,
+        batch_size: opts.batch_size.or_else(|| {
+            let profile = gpu::profile_of(&gpus);
+            crate::playbook::Playbook::for_profile(profile)
+                .ok()
+                .map(|p| p.batch_size)
+        }),
         setup_date: String::new(),
     };
     let change = FileChange::plan(host, &path, |before| {
@@ -175,8 +185,11 @@ pub fn render(info: &ConnectionInfo) -> String {
         }
         Profile::GenericNvidia | Profile::NoGpu => String::new(),
     };
+    let batch = info
+        .batch_size
+        .map_or(String::new(), |b| format!("Batch size: {b}\n"));
     format!(
-        "# {} Connection Information\n\nIP Address: {}\nPort: {}\nBase URL: {url}\n\nCOMFYUI_URL={url}\n{device_type}\nModel: {}\nMemory: {}\n{SETUP_DATE}{}\n",
+        "# {} Connection Information\n\nIP Address: {}\nPort: {}\nBase URL: {url}\n\nCOMFYUI_URL={url}\n{device_type}\nModel: {}\nMemory: {}\n{batch}{SETUP_DATE}{}\n",
         title(info.profile),
         info.address,
         info.port,
@@ -223,12 +236,13 @@ mod tests {
             profile: Profile::DgxSpark,
             gpu: Some("NVIDIA GB10".into()),
             memory: "119 GiB unified".into(),
+            batch_size: Some(8),
             setup_date: "2026-11-26 10:00:00 +0000".into(),
         };
         let text = render(&info);
         assert_eq!(
             text,
-            "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: 119 GiB unified\nSetup Date: 2026-11-26 10:00:00 +0000\n"
+            "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: 119 GiB unified\nBatch size: 8\nSetup Date: 2026-11-26 10:00:00 +0000\n"
         );
         assert_eq!(
             setup_date(&text).as_deref(),

@@ -284,6 +284,7 @@ impl<'a> Run<'a> {
                 let opts = connection_info::Options {
                     port: d.playbook.port,
                     address: None,
+                    batch_size: Some(d.playbook.batch_size),
                     dry_run: self.opts.mode.dry_run,
                 };
                 let r = connection_info::run(host, &opts)?;

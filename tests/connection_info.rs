@@ -53,7 +53,7 @@ fn spark_file_like_the_seed_then_ok_on_rerun() {
     let written = fs::read_to_string(home.path().join("CONNECTION_INFO.txt")).unwrap();
     assert_eq!(stdout(&out), written, "prints what it wrote");
     let expected = format!(
-        "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: {} GiB unified\nSetup Date: {}\n",
+        "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: {} GiB unified\nBatch size: 8\nSetup Date: {}\n",
         system_gib(),
         setup_date(&written)
     );
@@ -157,7 +157,7 @@ fn over_ssh_on_an_rtx_4090_pc() {
         written.contains("\nCOMFYUI_URL=http://192.168.1.100:8189\nCOMFYUI_DEVICE_TYPE=rtx_4090\n")
     );
     assert!(
-        written.contains("\nModel: NVIDIA GeForce RTX 4090\nMemory: 24 GiB VRAM\n"),
+        written.contains("\nModel: NVIDIA GeForce RTX 4090\nMemory: 24 GiB VRAM\nBatch size: 2\n"),
         "{written}"
     );
     assert!(

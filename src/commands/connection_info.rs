@@ -11,6 +11,7 @@ pub fn run(ctx: &Context, args: ConnectionInfoArgs) -> Result<ExitCode> {
     let opts = Options {
         port: args.port,
         address: args.address,
+        batch_size: None,
         dry_run: ctx.global.dry_run,
     };
     let report = connection_info::run(host.as_ref(), &opts)?;
