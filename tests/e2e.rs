@@ -108,6 +108,7 @@ struct World {
     nodes: PathBuf,
     rtx_playbook: (PathBuf, u16),
     spark_playbook: (PathBuf, u16),
+    spark_project: String,
     _guards: [ProjectGuard; 2],
 }
 
@@ -142,6 +143,7 @@ fn world(checkpoint_bytes: usize) -> Option<World> {
         nodes,
         rtx_playbook: (rtx_pb, rtx_port),
         spark_playbook: (spark_pb, spark_port),
+        spark_project: spark_project.clone(),
         _guards: [
             ProjectGuard {
                 docker_host: docker.clone(),
@@ -224,6 +226,15 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
         "{doc}"
     );
     assert!(!spark_root.exists(), "dry-run created the root");
+    let docker = docker_host(true).unwrap();
+    let containers = sh(&format!(
+        "DOCKER_HOST='{docker}' docker ps -aq --filter label=com.docker.compose.project={}",
+        w.spark_project
+    ));
+    assert!(
+        stdout(&containers).trim().is_empty(),
+        "dry-run created a container"
+    );
     assert!(!w.spark.home().join("CONNECTION_INFO.txt").exists());
     assert!(w.models.hub.gets().is_empty(), "dry-run downloaded");
 
@@ -252,6 +263,14 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     }
     assert_eq!(doc["downloaded_bytes"], 0);
     assert_eq!(w.models.hub.body_bytes(), fetched);
+
+    // A plan against a host that is set up and running: every phase ok, exit 0.
+    let plan = w.setup("rtx", &["--dry-run", "--json"]).output().unwrap();
+    let doc = json(&plan);
+    assert!(plan.status.success(), "{doc}\n{}", stderr(&plan));
+    for p in doc["phases"].as_array().unwrap() {
+        assert_eq!(p["outcome"], "ok", "{p}");
+    }
 
     // 4. Workflows on the RTX PC, Life-OS's .env on the operator's machine.
     std::fs::create_dir_all(rtx_root.join("workflows/portraits")).unwrap();

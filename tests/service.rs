@@ -309,3 +309,55 @@ fn up_status_down_over_ssh() {
     ok(&run(&["down"]));
     assert!(http_get(&format!("http://127.0.0.1:{port}/system_stats")).is_none());
 }
+
+#[test]
+fn an_image_built_from_another_dockerfile_is_rebuilt() {
+    let Some(docker) = docker_host(true) else {
+        return;
+    };
+    let base = test_image(&docker);
+    // The test image, labelled as if lifeos-spark had built it from another Dockerfile.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nLABEL org.lifeos-spark.dockerfile-sha256=0000\n"),
+    )
+    .unwrap();
+    let stale = "lifeos-test/stale:1";
+    sh(&format!(
+        "DOCKER_HOST='{docker}' docker build -q -t {stale} '{}'",
+        dir.path().display()
+    ));
+    let (playbook, _, _) = test_playbook(dir.path(), stale);
+    let out = ClientHome::new()
+        .lifeos()
+        .env("DOCKER_HOST", &docker)
+        .args([
+            "--dry-run",
+            "--json",
+            "up",
+            "--gpu",
+            "none",
+            "--playbook",
+            playbook.to_str().unwrap(),
+        ])
+        .args(["--root", dir.path().join("root").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    let image = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == format!("image {stale}"))
+        .unwrap();
+    assert_eq!(image["outcome"], "would_change", "{image}");
+    assert!(
+        image["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the Dockerfile changed"),
+        "{image}"
+    );
+}
