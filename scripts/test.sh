@@ -37,6 +37,8 @@ start_dockerd() {
     echo "unix://$sock"; return
   fi
   mkdir -p "$dir"
+  # A daemon killed with the last session leaves its pid files behind.
+  rm -f "$dir/dockerd.pid" "$dir/exec/containerd/containerd.pid"
   printf '%s\n' "$2" >"$dir/daemon.json"
   $sudo "${wrap[@]}" dockerd --config-file "$dir/daemon.json" --host "unix://$sock" \
     --data-root "$dir/root" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
