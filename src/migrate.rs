@@ -138,7 +138,10 @@ pub fn migrate(
         m.steps.push(StepReport::new(
             "migrate",
             Outcome::Failed,
-            format!("{e:#}; Life-OS's .env still points at the source"),
+            format!(
+                "{}; Life-OS's .env still points at the source",
+                crate::ui::one_line(&e)
+            ),
         ));
     }
     Ok(MigrateReport {

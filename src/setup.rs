@@ -217,7 +217,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
                     PhaseReport {
                         phase,
                         outcome: Outcome::Failed,
-                        detail: format!("{e:#}"),
+                        detail: crate::ui::one_line(&e),
                         steps: Vec::new(),
                         elapsed_ms: t.elapsed().as_millis(),
                     }

@@ -31,6 +31,17 @@ where
     }
 }
 
+/// The error's messages joined with `: `, without its hint: a one-line detail for a report
+/// (the hint is printed with the error itself).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
+    err.chain()
+        .map(|e| e.to_string())
+        .filter(|m| Some(m) != hint.as_ref())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// Marks an error as a usage mistake (exit code 2), like clap's own errors.
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -201,6 +212,19 @@ mod tests {
             color: false,
             progress_bars: false,
         }
+    }
+
+    #[test]
+    fn one_line_leaves_the_hint_out() {
+        let err: anyhow::Result<()> = Err(anyhow::anyhow!("the `docker` client is not installed"));
+        let err = err
+            .hint("install Docker")
+            .map_err(|e| e.context("doctor: `docker` failed"))
+            .unwrap_err();
+        assert_eq!(
+            one_line(&err),
+            "doctor: `docker` failed: the `docker` client is not installed"
+        );
     }
 
     #[test]
