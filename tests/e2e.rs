@@ -390,6 +390,45 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
         assert_eq!(p["outcome"], "ok", "{p}");
     }
     assert_eq!(std::fs::read_to_string(&env).unwrap(), env_after);
+
+    // 8. Replace: the same migration, now stopping the source at the end.
+    let replace = |extra: &[&str]| {
+        let mut cmd = w.client.lifeos();
+        cmd.args(extra).args([
+            "migrate",
+            "--from",
+            "rtx",
+            "--to",
+            "spark",
+            "--mode",
+            "replace",
+            "--stop-source",
+        ]);
+        cmd.args(["--env-file", env.to_str().unwrap()]);
+        cmd.args(["--from-playbook", w.rtx_playbook.0.to_str().unwrap()]);
+        cmd.args([
+            "--playbook",
+            w.spark_playbook.0.to_str().unwrap(),
+            "--gpu",
+            "none",
+        ]);
+        cmd.args([
+            "--manifest",
+            w.models.manifest.to_str().unwrap(),
+            "--nodes",
+            w.nodes.to_str().unwrap(),
+        ]);
+        cmd.output().unwrap()
+    };
+    let out = replace(&["--json"]);
+    let doc = json(&out);
+    assert!(out.status.success(), "{doc}\n{}", stderr(&out));
+    assert!(
+        http_get(&format!("{rtx_url}/system_stats")).is_none(),
+        "the source still runs"
+    );
+    assert!(http_get(&format!("{spark_url}/system_stats")).is_some());
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), env_after);
 }
 
 #[test]
