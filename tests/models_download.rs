@@ -5,11 +5,12 @@
 mod fake_hub;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fake_hub::{bytes_of, sha256_hex, FakeHub, Fault};
-use lifeos_spark::host::LocalHost;
+use lifeos_spark::host::{Command, FileStat, Host, LocalHost, Output, RandomWrite};
 use lifeos_spark::models::fetch::{FetchOptions, RetryPolicy};
 use lifeos_spark::models::hub::Hub;
 use lifeos_spark::models::manifest::Manifest;
@@ -78,17 +79,25 @@ impl Setup {
         self.dir.path().join("root")
     }
 
-    fn pull_with(&self, m: &Manifest, opts: &PullOptions) -> anyhow::Result<PullReport> {
-        let target = Target {
-            host: Arc::new(LocalHost::new()),
+    /// The root on `host`.
+    fn target(&self, host: impl Host + 'static) -> Target {
+        Target {
+            host: Arc::new(host),
             root: self.root().display().to_string(),
-        };
-        ops::pull(&target, m, opts, &printer())
+        }
+    }
+
+    /// `options` against this hub.
+    fn options(&self, token: Option<&str>, connections: usize) -> PullOptions {
+        options(&self.hub.url(""), token, connections)
+    }
+
+    fn pull_with(&self, m: &Manifest, opts: &PullOptions) -> anyhow::Result<PullReport> {
+        ops::pull(&self.target(LocalHost::new()), m, opts, &printer())
     }
 
     fn pull(&self, m: &Manifest) -> PullReport {
-        self.pull_with(m, &options(&self.hub.url(""), None, 4))
-            .unwrap()
+        self.pull_with(m, &self.options(None, 4)).unwrap()
     }
 
     /// One file served at `/m.bin`.
@@ -97,9 +106,42 @@ impl Setup {
         manifest(&[("m", self.hub.url("/m.bin"), "models/m.bin", data)])
     }
 
+    /// `one_file`, but the hub redirects to a CDN that serves the bytes (`get_only`: the GETs
+    /// only, the hub answers HEAD itself). The CDN must live as long as the test needs it.
+    fn one_file_behind_cdn(&self, data: &[u8], get_only: bool) -> (FakeHub, Manifest) {
+        let cdn = FakeHub::start();
+        let m = self.one_file(data);
+        cdn.put("/m.bin", data.to_vec(), "cdn1");
+        self.hub.redirect_to(&cdn, get_only);
+        (cdn, m)
+    }
+
     fn dest(&self) -> PathBuf {
         self.root().join("models/m.bin")
     }
+
+    /// The file landed at `dest` with exactly `data`.
+    fn assert_landed(&self, data: &[u8]) {
+        assert_eq!(std::fs::read(self.dest()).unwrap(), data);
+    }
+}
+
+/// A fresh hub serving `bytes_of(len, seed)` as `one_file`: the setup, the bytes, the manifest.
+fn serving_one_file(len: usize, seed: u64) -> (Setup, Vec<u8>, Manifest) {
+    let s = setup();
+    let data = bytes_of(len, seed);
+    let m = s.one_file(&data);
+    (s, data, m)
+}
+
+/// The first file was fetched; its error shown when it was not.
+fn assert_fetched(report: &PullReport) {
+    assert_eq!(
+        report.files[0].status,
+        PullStatus::Fetched,
+        "{:?}",
+        report.files[0].error
+    );
 }
 
 fn error_text(report: &PullReport) -> String {
@@ -121,12 +163,10 @@ fn assert_no_leftovers(dest: &Path) {
 
 #[test]
 fn segmented_pull_lands_verified_and_is_skipped_next_time() {
-    let s = setup();
-    let data = bytes_of(SIZE, 1);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 1);
     let report = s.pull(&m);
-    assert_eq!(report.files[0].status, PullStatus::Fetched);
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_fetched(&report);
+    s.assert_landed(&data);
     assert_no_leftovers(&s.dest());
     let ranged = s.hub.gets().iter().filter(|g| g.range.is_some()).count();
     assert_eq!(
@@ -153,9 +193,7 @@ fn segmented_pull_lands_verified_and_is_skipped_next_time() {
 
 #[test]
 fn a_stamped_file_is_skipped_without_rehashing_and_verify_rehashes() {
-    let s = setup();
-    let data = bytes_of(300_000, 2);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(300_000, 2);
     s.pull(&m);
     // Same size, same mtime, other bytes: only a re-hash can notice.
     let dest = s.dest();
@@ -171,11 +209,7 @@ fn a_stamped_file_is_skipped_without_rehashing_and_verify_rehashes() {
         .unwrap();
     assert_eq!(s.pull(&m).files[0].status, PullStatus::Present);
 
-    let target = Target {
-        host: Arc::new(LocalHost::new()),
-        root: s.root().display().to_string(),
-    };
-    let v = ops::verify(&target, &m, &[], 2, &printer()).unwrap();
+    let v = ops::verify(&s.target(LocalHost::new()), &m, &[], 2, &printer()).unwrap();
     assert!(!v.ok);
     assert_eq!(
         v.files[0].actual_sha256.as_deref(),
@@ -185,20 +219,13 @@ fn a_stamped_file_is_skipped_without_rehashing_and_verify_rehashes() {
 
 #[test]
 fn dropped_connections_resume_inside_the_piece() {
-    let s = setup();
-    let data = bytes_of(SIZE, 3);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 3);
     for _ in 0..3 {
         s.hub.fault("/m.bin", Fault::DropAfter(40_000));
     }
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_fetched(&report);
+    s.assert_landed(&data);
     // The retries asked for the rest of the piece, not the piece again.
     let resumed = s
         .hub
@@ -226,30 +253,21 @@ fn dropped_connections_resume_inside_the_piece() {
 
 #[test]
 fn transient_statuses_are_retried_and_resumed() {
-    let s = setup();
-    let data = bytes_of(SIZE, 4);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 4);
     for code in [503, 429, 500, 502] {
         s.hub.fault("/m.bin", Fault::Status(code));
     }
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_fetched(&report);
+    s.assert_landed(&data);
 }
 
 #[test]
 fn transient_failures_give_up_after_the_retry_budget_and_keep_the_partial() {
-    let s = setup();
-    let data = bytes_of(SIZE, 5);
-    let m = s.one_file(&data);
+    let (s, _, m) = serving_one_file(SIZE, 5);
     s.hub.fault("/m.bin", Fault::DropAfter(PIECE / 2)); // some bytes land first
     s.hub.always(Fault::Status(503));
-    let mut opts = options(&s.hub.url(""), None, 1);
+    let mut opts = s.options(None, 1);
     opts.fetch.piece_bytes = PIECE;
     let report = s.pull_with(&m, &opts).unwrap();
     let e = error_text(&report);
@@ -284,11 +302,9 @@ fn refusals_are_not_retried_and_say_what_to_do() {
         ),
     ];
     for (fault, token, what, hint) in cases {
-        let s = setup();
-        let data = bytes_of(1000, 6);
-        let m = s.one_file(&data);
+        let (s, _, m) = serving_one_file(1000, 6);
         s.hub.always(fault);
-        let report = s.pull_with(&m, &options(&s.hub.url(""), token, 4)).unwrap();
+        let report = s.pull_with(&m, &s.options(token, 4)).unwrap();
         let e = error_text(&report);
         assert!(e.contains(what) && e.contains(hint), "{e}");
         assert_eq!(s.hub.gets().len(), 1, "no retry on {what}");
@@ -298,20 +314,13 @@ fn refusals_are_not_retried_and_say_what_to_do() {
 
 #[test]
 fn a_200_to_a_range_request_restarts_from_zero() {
-    let s = setup();
-    let data = bytes_of(SIZE, 7);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 7);
     // A previous run left the first half, with a record.
     leave_partial(&s, &m, &data[..SIZE / 2], "\"v1\"");
     s.hub.always(Fault::IgnoreRange);
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_fetched(&report);
+    s.assert_landed(&data);
     let gets = s.hub.gets();
     assert!(gets[0].range.is_some(), "it tried to resume");
     let plain: Vec<_> = gets.iter().filter(|g| g.range.is_none()).collect();
@@ -331,12 +340,7 @@ fn a_changed_etag_restarts_from_zero() {
     let m = manifest(&[("m", s.hub.url("/m.bin"), "models/m.bin", &new)]);
     leave_partial(&s, &m, &old[..SIZE / 2], "\"v1\"");
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
+    assert_fetched(&report);
     assert_eq!(
         std::fs::read(s.dest()).unwrap(),
         new,
@@ -357,20 +361,13 @@ fn a_changed_etag_restarts_from_zero() {
 
 #[test]
 fn a_recorded_partial_resumes_with_if_range_and_fetches_only_the_rest() {
-    let s = setup();
-    let data = bytes_of(SIZE, 10);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 10);
     let half = (SIZE as u64 / 2 / PIECE) * PIECE;
     leave_partial(&s, &m, &data[..half as usize], "\"v1\"");
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
+    assert_fetched(&report);
     assert_eq!(report.files[0].reused_bytes, half);
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    s.assert_landed(&data);
     assert_eq!(s.hub.body_bytes(), SIZE as u64 - half);
     assert!(s
         .hub
@@ -381,18 +378,11 @@ fn a_recorded_partial_resumes_with_if_range_and_fetches_only_the_rest() {
 
 #[test]
 fn a_complete_partial_without_record_gets_416_and_is_verified() {
-    let s = setup();
-    let data = bytes_of(SIZE, 11);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 11);
     std::fs::create_dir_all(s.dest().parent().unwrap()).unwrap();
     std::fs::write(partial::part_path(&s.dest()), &data).unwrap();
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
+    assert_fetched(&report);
     let gets = s.hub.gets();
     assert_eq!(gets.len(), 1, "{gets:?}");
     assert_eq!(
@@ -401,16 +391,14 @@ fn a_complete_partial_without_record_gets_416_and_is_verified() {
     );
     assert_eq!(gets[0].status, 416);
     assert_eq!(s.hub.body_bytes(), 0);
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    s.assert_landed(&data);
 }
 
 #[test]
 fn a_wrong_hash_is_removed_retried_once_then_reported_with_both_hashes() {
-    let s = setup();
-    let data = bytes_of(300_000, 12);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(300_000, 12);
     s.hub.always(Fault::Corrupt);
-    let report = s.pull_with(&m, &options(&s.hub.url(""), None, 1)).unwrap();
+    let report = s.pull_with(&m, &s.options(None, 1)).unwrap();
     let e = error_text(&report);
     let mut bad = data.clone();
     bad[0] ^= 0xff;
@@ -425,9 +413,9 @@ fn a_wrong_hash_is_removed_retried_once_then_reported_with_both_hashes() {
     // Wrong once, right the second time.
     s.hub.clear_faults();
     s.hub.fault("/m.bin", Fault::Corrupt);
-    let report = s.pull_with(&m, &options(&s.hub.url(""), None, 1)).unwrap();
-    assert_eq!(report.files[0].status, PullStatus::Fetched);
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    let report = s.pull_with(&m, &s.options(None, 1)).unwrap();
+    assert_fetched(&report);
+    s.assert_landed(&data);
 }
 
 #[test]
@@ -436,21 +424,11 @@ fn the_token_goes_to_the_hub_and_never_to_the_cdn() {
         // get_only: the hub answers HEAD itself and redirects only the GETs, so reqwest
         // follows the redirect with our Authorization header and must drop it.
         let s = setup();
-        let cdn = FakeHub::start();
         let data = bytes_of(SIZE, 13);
-        let m = s.one_file(&data);
-        cdn.put("/m.bin", data.clone(), "cdn1");
-        s.hub.redirect_to(&cdn, get_only);
-        let report = s
-            .pull_with(&m, &options(&s.hub.url(""), Some("hf_secret"), 4))
-            .unwrap();
-        assert_eq!(
-            report.files[0].status,
-            PullStatus::Fetched,
-            "{:?}",
-            report.files[0].error
-        );
-        assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+        let (cdn, m) = s.one_file_behind_cdn(&data, get_only);
+        let report = s.pull_with(&m, &s.options(Some("hf_secret"), 4)).unwrap();
+        assert_fetched(&report);
+        s.assert_landed(&data);
         assert!(s
             .hub
             .seen()
@@ -472,11 +450,8 @@ fn hub_linked_headers_that_disagree_with_the_manifest_stop_the_file() {
         (None, Some(5), "is 5 bytes"),
     ] {
         let s = setup();
-        let cdn = FakeHub::start();
         let data = bytes_of(1000, 14);
-        let m = s.one_file(&data);
-        cdn.put("/m.bin", data.clone(), "cdn1");
-        s.hub.redirect_to(&cdn, false);
+        let (cdn, m) = s.one_file_behind_cdn(&data, false);
         s.hub.linked(sha.as_deref(), size);
         let report = s.pull(&m);
         let e = error_text(&report);
@@ -532,18 +507,11 @@ fn identical_files_are_fetched_once_and_linked() {
 
 #[test]
 fn a_server_without_ranges_gets_one_plain_get() {
-    let s = setup();
-    let data = bytes_of(SIZE, 17);
-    let m = s.one_file(&data);
+    let (s, data, m) = serving_one_file(SIZE, 17);
     s.hub.always(Fault::IgnoreRange);
     let report = s.pull(&m);
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    assert_fetched(&report);
+    s.assert_landed(&data);
     assert_eq!(
         s.hub
             .gets()
@@ -564,9 +532,7 @@ fn not_enough_free_space_is_refused_before_any_request() {
         "00".repeat(32)
     );
     let m = Manifest::parse(&text, "t.yaml", false).unwrap();
-    let err = s
-        .pull_with(&m, &options(&s.hub.url(""), None, 4))
-        .unwrap_err();
+    let err = s.pull_with(&m, &s.options(None, 4)).unwrap_err();
     let e = printer().render_error(&err);
     assert!(
         e.contains("not enough free space") && e.contains("--root"),
@@ -601,31 +567,19 @@ fn leave_partial(s: &Setup, m: &Manifest, data: &[u8], etag: &str) {
 #[test]
 fn an_expired_cdn_link_is_renewed_at_the_hub() {
     let s = setup();
-    let cdn = FakeHub::start();
     let data = bytes_of(SIZE, 18);
-    let m = s.one_file(&data);
-    cdn.put("/m.bin", data.clone(), "cdn1");
-    s.hub.redirect_to(&cdn, false);
+    let (cdn, m) = s.one_file_behind_cdn(&data, false);
     cdn.fault("/m.bin", Fault::Status(403)); // a signed URL past its expiry
-    let report = s
-        .pull_with(&m, &options(&s.hub.url(""), Some("hf_secret"), 1))
-        .unwrap();
-    assert_eq!(
-        report.files[0].status,
-        PullStatus::Fetched,
-        "{:?}",
-        report.files[0].error
-    );
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    let report = s.pull_with(&m, &s.options(Some("hf_secret"), 1)).unwrap();
+    assert_fetched(&report);
+    s.assert_landed(&data);
     let heads = s.hub.seen().iter().filter(|r| r.method == "HEAD").count();
     assert_eq!(heads, 2, "asked the hub again after the 403");
 }
 
 #[test]
 fn a_206_for_other_bytes_is_refused() {
-    let s = setup();
-    let data = bytes_of(SIZE, 19);
-    let m = s.one_file(&data);
+    let (s, _, m) = serving_one_file(SIZE, 19);
     s.hub.always(Fault::ShiftedRange);
     let report = s.pull(&m);
     let e = error_text(&report);
@@ -636,47 +590,62 @@ fn a_206_for_other_bytes_is_refused() {
     assert!(!s.dest().exists());
 }
 
+/// The `Host` methods of a test host built on `inner: LocalHost` that act on files just as
+/// `LocalHost` does (each test host writes its own `name`, `run` and `open_read`).
+macro_rules! local_file_ops {
+    () => {
+        fn is_local(&self) -> bool {
+            true
+        }
+        fn read_opt(&self, path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+            self.inner.read_opt(path)
+        }
+        fn stat(&self, path: &Path) -> anyhow::Result<Option<FileStat>> {
+            self.inner.stat(path)
+        }
+        fn mkdir_p(&self, path: &Path) -> anyhow::Result<()> {
+            self.inner.mkdir_p(path)
+        }
+        fn write_atomic(&self, path: &Path, data: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
+            self.inner.write_atomic(path, data, mode)
+        }
+        fn open_write(&self, path: &Path) -> anyhow::Result<Box<dyn RandomWrite>> {
+            self.inner.open_write(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> anyhow::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> anyhow::Result<()> {
+            self.inner.remove_file(path)
+        }
+        fn home(&self) -> anyhow::Result<PathBuf> {
+            self.inner.home()
+        }
+    };
+}
+
 /// A `LocalHost` that counts the bytes read back through `open_read`.
 struct CountingHost {
     inner: LocalHost,
-    read: Arc<std::sync::atomic::AtomicU64>,
+    read: Arc<AtomicU64>,
 }
 
-struct CountingReader(
-    Box<dyn std::io::Read + Send>,
-    Arc<std::sync::atomic::AtomicU64>,
-);
+struct CountingReader(Box<dyn std::io::Read + Send>, Arc<AtomicU64>);
 
 impl std::io::Read for CountingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.0.read(buf)?;
-        self.1
-            .fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        self.1.fetch_add(n as u64, Ordering::SeqCst);
         Ok(n)
     }
 }
 
-impl lifeos_spark::host::Host for CountingHost {
+impl Host for CountingHost {
     fn name(&self) -> &str {
         "counting"
     }
-    fn is_local(&self) -> bool {
-        true
-    }
-    fn run(&self, cmd: &lifeos_spark::host::Command) -> anyhow::Result<lifeos_spark::host::Output> {
+    fn run(&self, cmd: &Command) -> anyhow::Result<Output> {
         self.inner.run(cmd)
-    }
-    fn read_opt(&self, path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-        self.inner.read_opt(path)
-    }
-    fn stat(&self, path: &Path) -> anyhow::Result<Option<lifeos_spark::host::FileStat>> {
-        self.inner.stat(path)
-    }
-    fn mkdir_p(&self, path: &Path) -> anyhow::Result<()> {
-        self.inner.mkdir_p(path)
-    }
-    fn write_atomic(&self, path: &Path, data: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
-        self.inner.write_atomic(path, data, mode)
     }
     fn open_read(&self, path: &Path, offset: u64) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
         Ok(Box::new(CountingReader(
@@ -684,38 +653,22 @@ impl lifeos_spark::host::Host for CountingHost {
             self.read.clone(),
         )))
     }
-    fn open_write(&self, path: &Path) -> anyhow::Result<Box<dyn lifeos_spark::host::RandomWrite>> {
-        self.inner.open_write(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> anyhow::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> anyhow::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn home(&self) -> anyhow::Result<PathBuf> {
-        self.inner.home()
-    }
+    local_file_ops!();
 }
 
 #[test]
 fn the_hash_is_built_while_streaming_and_a_resume_reads_the_partial_back_once() {
-    let s = setup();
-    let data = bytes_of(SIZE, 20);
-    let m = s.one_file(&data);
-    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let target = Target {
-        host: Arc::new(CountingHost {
-            inner: LocalHost::new(),
-            read: read.clone(),
-        }),
-        root: s.root().display().to_string(),
-    };
-    let opts = options(&s.hub.url(""), None, 4);
+    let (s, data, m) = serving_one_file(SIZE, 20);
+    let read = Arc::new(AtomicU64::new(0));
+    let target = s.target(CountingHost {
+        inner: LocalHost::new(),
+        read: read.clone(),
+    });
+    let opts = s.options(None, 4);
     let report = ops::pull(&target, &m, &opts, &printer()).unwrap();
-    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_fetched(&report);
     assert_eq!(
-        read.load(std::sync::atomic::Ordering::SeqCst),
+        read.load(Ordering::SeqCst),
         0,
         "a fresh download reads nothing back"
     );
@@ -724,28 +677,35 @@ fn the_hash_is_built_while_streaming_and_a_resume_reads_the_partial_back_once() 
     let recorded = 10 * PIECE;
     leave_partial(&s, &m, &data[..recorded as usize], "\"v1\"");
     let report = ops::pull(&target, &m, &opts, &printer()).unwrap();
-    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_fetched(&report);
     assert_eq!(
-        read.load(std::sync::atomic::Ordering::SeqCst),
+        read.load(Ordering::SeqCst),
         recorded,
         "the recorded part is read once"
     );
-    assert_eq!(std::fs::read(s.dest()).unwrap(), data);
+    s.assert_landed(&data);
+}
+
+/// A fresh hub serving `a` at `/a` and `b` at `/b`, each body taking a quarter of a second,
+/// and the manifest of both.
+fn two_slow_files(a: &[u8], b: &[u8]) -> (Setup, Manifest) {
+    let s = setup();
+    s.hub.put("/a", a.to_vec(), "a");
+    s.hub.put("/b", b.to_vec(), "b");
+    s.hub.rate_limit(Some(2 << 20));
+    let m = manifest(&[
+        ("a", s.hub.url("/a"), "a.bin", a),
+        ("b", s.hub.url("/b"), "b.bin", b),
+    ]);
+    (s, m)
 }
 
 #[test]
 fn files_and_pieces_download_in_parallel() {
-    let s = setup();
     let a = bytes_of(512 << 10, 21);
     let b = bytes_of(512 << 10, 22);
-    s.hub.put("/a", a.clone(), "a");
-    s.hub.put("/b", b.clone(), "b");
-    s.hub.rate_limit(Some(2 << 20)); // each body takes a quarter of a second
-    let m = manifest(&[
-        ("a", s.hub.url("/a"), "a.bin", &a),
-        ("b", s.hub.url("/b"), "b.bin", &b),
-    ]);
-    let mut opts = options(&s.hub.url(""), None, 1);
+    let (s, m) = two_slow_files(&a, &b);
+    let mut opts = s.options(None, 1);
     opts.jobs = 1;
     opts.fetch.piece_bytes = 1 << 20;
     s.pull_with(&m, &opts).unwrap();
@@ -755,14 +715,7 @@ fn files_and_pieces_download_in_parallel() {
         "one file, one connection at a time"
     );
 
-    let s = setup();
-    s.hub.put("/a", a.clone(), "a");
-    s.hub.put("/b", b.clone(), "b");
-    s.hub.rate_limit(Some(2 << 20));
-    let m = manifest(&[
-        ("a", s.hub.url("/a"), "a.bin", &a),
-        ("b", s.hub.url("/b"), "b.bin", &b),
-    ]);
+    let (s, m) = two_slow_files(&a, &b);
     opts.jobs = 2;
     s.pull_with(&m, &opts).unwrap();
     assert_eq!(s.hub.max_in_flight(), 2, "--jobs 2: both files at once");
@@ -770,8 +723,8 @@ fn files_and_pieces_download_in_parallel() {
     let s = setup();
     s.hub.rate_limit(Some(2 << 20));
     let m = s.one_file(&a);
-    let report = s.pull_with(&m, &options(&s.hub.url(""), None, 4)).unwrap();
-    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    let report = s.pull_with(&m, &s.options(None, 4)).unwrap();
+    assert_fetched(&report);
     assert_eq!(
         s.hub.max_in_flight(),
         4,
@@ -786,15 +739,12 @@ struct NoLinkHost {
     cp_breaks: bool,
 }
 
-impl lifeos_spark::host::Host for NoLinkHost {
+impl Host for NoLinkHost {
     fn name(&self) -> &str {
         "no-link"
     }
-    fn is_local(&self) -> bool {
-        true
-    }
-    fn run(&self, cmd: &lifeos_spark::host::Command) -> anyhow::Result<lifeos_spark::host::Output> {
-        let failed = |stderr: &str| lifeos_spark::host::Output {
+    fn run(&self, cmd: &Command) -> anyhow::Result<Output> {
+        let failed = |stderr: &str| Output {
             status: Some(1),
             stdout: vec![],
             stderr: stderr.as_bytes().to_vec(),
@@ -812,33 +762,10 @@ impl lifeos_spark::host::Host for NoLinkHost {
             _ => self.inner.run(cmd),
         }
     }
-    fn read_opt(&self, path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-        self.inner.read_opt(path)
-    }
-    fn stat(&self, path: &Path) -> anyhow::Result<Option<lifeos_spark::host::FileStat>> {
-        self.inner.stat(path)
-    }
-    fn mkdir_p(&self, path: &Path) -> anyhow::Result<()> {
-        self.inner.mkdir_p(path)
-    }
-    fn write_atomic(&self, path: &Path, data: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
-        self.inner.write_atomic(path, data, mode)
-    }
     fn open_read(&self, path: &Path, offset: u64) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
         self.inner.open_read(path, offset)
     }
-    fn open_write(&self, path: &Path) -> anyhow::Result<Box<dyn lifeos_spark::host::RandomWrite>> {
-        self.inner.open_write(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> anyhow::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> anyhow::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn home(&self) -> anyhow::Result<PathBuf> {
-        self.inner.home()
-    }
+    local_file_ops!();
 }
 
 /// Without a hard link the second name is a copy, made beside it and renamed: a copy that
@@ -855,18 +782,15 @@ fn a_duplicate_copied_across_filesystems_never_shows_a_partial_copy_under_its_na
     ]);
     let second = s.root().join("models/b/det.onnx");
     let pull = |cp_breaks| {
-        let target = Target {
-            host: Arc::new(NoLinkHost {
-                inner: LocalHost::new(),
-                cp_breaks,
-            }),
-            root: s.root().display().to_string(),
-        };
-        ops::pull(&target, &m, &options(&s.hub.url(""), None, 2), &printer()).unwrap()
+        let target = s.target(NoLinkHost {
+            inner: LocalHost::new(),
+            cp_breaks,
+        });
+        ops::pull(&target, &m, &s.options(None, 2), &printer()).unwrap()
     };
 
     let report = pull(true);
-    assert_eq!(report.files[0].status, PullStatus::Fetched);
+    assert_fetched(&report);
     assert_eq!(report.files[1].status, PullStatus::Failed);
     assert!(
         !second.exists(),

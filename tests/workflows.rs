@@ -34,6 +34,49 @@ fn ok(out: Output) -> Output {
     out
 }
 
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `workflows backup --root <root> --out <out>` and `extra`; it must succeed.
+fn backup(root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let args = [
+        "workflows",
+        "backup",
+        "--root",
+        arg(root),
+        "--out",
+        arg(out),
+    ];
+    ok(lifeos(&[&args[..], extra].concat()))
+}
+
+/// `workflows restore <archive> --root <root>` and `extra`.
+fn restore_args<'a>(archive: &'a Path, root: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let args = ["workflows", "restore", arg(archive), "--root", arg(root)];
+    [&args[..], extra].concat()
+}
+
+/// `workflows restore <archive> --root <root>` and `extra`; the caller checks how it ended.
+fn restore(archive: &Path, root: &Path, extra: &[&str]) -> Output {
+    lifeos(&restore_args(archive, root, extra))
+}
+
+/// `args` under the global `--dry-run`; the caller checks how it ended.
+fn dry_run(args: &[&str]) -> Output {
+    lifeos(&[&["--dry-run"], args].concat())
+}
+
+/// The `--json` report on stdout.
+fn json_report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `text` (a stdout or stderr) contains `needle`; shown whole when it does not.
+fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
+}
+
 /// 3 MiB that do not compress to nothing.
 fn large_bytes() -> Vec<u8> {
     let mut x: u32 = 0x1234_5678;
@@ -107,22 +150,29 @@ fn workflows_only(
         .collect()
 }
 
+/// The workflow folders under `copy` are those under `original`: paths, modes, bytes.
+fn assert_same_workflows(copy: &Path, original: &Path) {
+    assert_eq!(
+        workflows_only(snapshot(copy)),
+        workflows_only(snapshot(original))
+    );
+}
+
+/// `sample_root` under `dir`, backed up to `<dir>/w.tar.gz`: the archive's path.
+fn sample_archive(dir: &Path) -> PathBuf {
+    let archive = dir.join("w.tar.gz");
+    backup(&sample_root(dir), &archive, &[]);
+    archive
+}
+
 #[test]
 fn round_trip_is_exact_and_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
     let root = sample_root(tmp.path());
     let a = tmp.path().join("a.tar.gz");
     let b = tmp.path().join("b.tar.gz");
-    let out = ok(lifeos(&[
-        "workflows",
-        "backup",
-        "--root",
-        root.to_str().unwrap(),
-        "--out",
-        a.to_str().unwrap(),
-        "--json",
-    ]));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = backup(&root, &a, &["--json"]);
+    let report = json_report(&out);
     let files: Vec<_> = workflows_only(snapshot(&root))
         .into_values()
         .filter_map(|(_, d)| d)
@@ -131,15 +181,8 @@ fn round_trip_is_exact_and_deterministic() {
     assert_eq!(report["files"], 5);
     assert_eq!(report["bytes"], files.iter().map(Vec::len).sum::<usize>());
     assert_eq!(report["skipped"][0]["path"], "workflows/escape-link");
-    assert!(stderr(&out).contains("skipped `workflows/escape-link`"));
-    ok(lifeos(&[
-        "workflows",
-        "backup",
-        "--root",
-        root.to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-    ]));
+    assert_contains(&stderr(&out), "skipped `workflows/escape-link`");
+    backup(&root, &b, &[]);
     assert_eq!(
         fs::read(&a).unwrap(),
         fs::read(&b).unwrap(),
@@ -157,22 +200,9 @@ fn round_trip_is_exact_and_deterministic() {
     );
 
     let restored = tmp.path().join("restored");
-    let out = ok(lifeos(&[
-        "workflows",
-        "restore",
-        a.to_str().unwrap(),
-        "--root",
-        restored.to_str().unwrap(),
-    ]));
-    assert!(
-        stderr(&out).contains("5 restored, 0 unchanged, 0 conflicting"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        workflows_only(snapshot(&restored)),
-        workflows_only(snapshot(&root))
-    );
+    let out = ok(restore(&a, &restored, &[]));
+    assert_contains(&stderr(&out), "5 restored, 0 unchanged, 0 conflicting");
+    assert_same_workflows(&restored, &root);
     assert_eq!(
         fs::metadata(restored.join("workflows/private.json"))
             .unwrap()
@@ -186,65 +216,28 @@ fn round_trip_is_exact_and_deterministic() {
 
     // Backing up the restored tree gives the very same archive.
     let c = tmp.path().join("c.tar.gz");
-    ok(lifeos(&[
-        "workflows",
-        "backup",
-        "--root",
-        restored.to_str().unwrap(),
-        "--out",
-        c.to_str().unwrap(),
-    ]));
+    backup(&restored, &c, &[]);
     assert_eq!(fs::read(&a).unwrap(), fs::read(&c).unwrap());
 
-    let again = ok(lifeos(&[
-        "workflows",
-        "restore",
-        a.to_str().unwrap(),
-        "--root",
-        restored.to_str().unwrap(),
-    ]));
-    assert!(
-        stderr(&again).contains("0 restored, 5 unchanged"),
-        "{}",
-        stderr(&again)
-    );
+    let again = ok(restore(&a, &restored, &[]));
+    assert_contains(&stderr(&again), "0 restored, 5 unchanged");
 }
 
 #[test]
 fn conflicts_are_left_alone_unless_forced_then_backed_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = sample_root(tmp.path());
-    let archive = tmp.path().join("w.tar.gz");
-    ok(lifeos(&[
-        "workflows",
-        "backup",
-        "--root",
-        root.to_str().unwrap(),
-        "--out",
-        archive.to_str().unwrap(),
-    ]));
+    let archive = sample_archive(tmp.path());
     let dest = tmp.path().join("dest");
     let edited = dest.join("workflows/日本語 workflow.json");
     fs::create_dir_all(edited.parent().unwrap()).unwrap();
     fs::write(&edited, "{\"edited\":true}").unwrap();
 
-    let out = lifeos(&[
-        "workflows",
-        "restore",
-        archive.to_str().unwrap(),
-        "--root",
-        dest.to_str().unwrap(),
-    ]);
+    let out = restore(&archive, &dest, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains("conflicting: workflows/日本語 workflow.json"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stderr(&out).contains("hint: compare them, then re-run with `--force`"),
-        "{}",
-        stderr(&out)
+    assert_contains(&stdout(&out), "conflicting: workflows/日本語 workflow.json");
+    assert_contains(
+        &stderr(&out),
+        "hint: compare them, then re-run with `--force`",
     );
     assert_eq!(fs::read_to_string(&edited).unwrap(), "{\"edited\":true}");
     assert!(
@@ -252,30 +245,14 @@ fn conflicts_are_left_alone_unless_forced_then_backed_up() {
         "the others are restored"
     );
 
-    let dry = ok(lifeos(&[
-        "--dry-run",
-        "workflows",
-        "restore",
-        archive.to_str().unwrap(),
-        "--root",
-        dest.to_str().unwrap(),
-        "--force",
-    ]));
-    assert!(
-        stdout(&dry).contains("would restore: workflows/日本語 workflow.json"),
-        "{}",
-        stdout(&dry)
+    let dry = ok(dry_run(&restore_args(&archive, &dest, &["--force"])));
+    assert_contains(
+        &stdout(&dry),
+        "would restore: workflows/日本語 workflow.json",
     );
     assert_eq!(fs::read_to_string(&edited).unwrap(), "{\"edited\":true}");
 
-    ok(lifeos(&[
-        "workflows",
-        "restore",
-        archive.to_str().unwrap(),
-        "--root",
-        dest.to_str().unwrap(),
-        "--force",
-    ]));
+    ok(restore(&archive, &dest, &["--force"]));
     assert_eq!(fs::read_to_string(&edited).unwrap(), "{}\n");
     let baks: Vec<_> = fs::read_dir(edited.parent().unwrap())
         .unwrap()
@@ -302,25 +279,17 @@ fn local_transfer_and_dry_run() {
         "--to",
         "local",
         "--from-root",
-        root.to_str().unwrap(),
+        arg(&root),
         "--to-root",
-        dest.to_str().unwrap(),
+        arg(&dest),
     ];
-    let dry = ok(lifeos(&[&["--dry-run"], &args[..]].concat()));
-    assert!(
-        stdout(&dry).contains("would restore: workflows/large.bin"),
-        "{}",
-        stdout(&dry)
-    );
+    let dry = ok(dry_run(&args));
+    assert_contains(&stdout(&dry), "would restore: workflows/large.bin");
     assert!(!dest.exists(), "--dry-run wrote something");
-    let out = ok(lifeos(&[&args[..], &["--json"]].concat()));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = json_report(&ok(lifeos(&[&args[..], &["--json"]].concat())));
     assert_eq!(report["verified"], 5);
     assert_eq!(report["restored"].as_array().unwrap().len(), 5);
-    assert_eq!(
-        workflows_only(snapshot(&dest)),
-        workflows_only(snapshot(&root))
-    );
+    assert_same_workflows(&dest, &root);
 }
 
 // ---------------------------------------------------------------- hostile archives
@@ -402,14 +371,7 @@ fn assert_refused(
     let archive = tmp.path().join("hostile.tar.gz");
     hostile(&archive, listed, entries);
     let before = snapshot(tmp.path());
-    let out = lifeos(&[
-        "workflows",
-        "restore",
-        archive.to_str().unwrap(),
-        "--root",
-        target.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = restore(&archive, &target, &["--force"]);
     assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -425,6 +387,11 @@ fn assert_refused(
     assert!(!Path::new("/tmp/lifeos-pwned").exists(), "{name}");
 }
 
+/// An entry with no data: a link to `link`, or a special file.
+fn no_data(name: &str, kind: EntryType, link: Option<&str>) -> (Header, Vec<u8>) {
+    (raw_header(name, kind, 0, link), vec![])
+}
+
 #[test]
 fn hostile_archives_are_refused_and_write_nothing() {
     let (listed, entry) = good();
@@ -435,63 +402,42 @@ fn hostile_archives_are_refused_and_write_nothing() {
             data.clone(),
         )
     };
-    assert_refused(
+    // A good archive with `extra` after its one listed file.
+    let assert_refused_after_good = |name: &str, extra: (Header, Vec<u8>), why: &str| {
+        assert_refused(name, vec![listed.clone()], vec![entry.clone(), extra], why);
+    };
+    assert_refused_after_good(
         "absolute path",
-        vec![listed.clone()],
-        vec![entry.clone(), plain("/tmp/lifeos-pwned")],
+        plain("/tmp/lifeos-pwned"),
         "is an absolute path",
     );
-    assert_refused(
+    assert_refused_after_good(
         "dot-dot",
-        vec![listed.clone()],
-        vec![entry.clone(), plain("workflows/../../../outside/sentinel")],
+        plain("workflows/../../../outside/sentinel"),
         "has a `..` component",
     );
-    assert_refused(
+    assert_refused_after_good(
         "symlink escape",
-        vec![listed.clone()],
-        vec![
-            entry.clone(),
-            (
-                raw_header(
-                    "workflows/evil",
-                    EntryType::Symlink,
-                    0,
-                    Some("../../../outside"),
-                ),
-                vec![],
-            ),
-        ],
+        no_data(
+            "workflows/evil",
+            EntryType::Symlink,
+            Some("../../../outside"),
+        ),
         "is a symlink to `../../../outside`: points outside the target folder",
     );
-    assert_refused(
+    assert_refused_after_good(
         "hardlink escape",
-        vec![listed.clone()],
-        vec![
-            entry.clone(),
-            (
-                raw_header("workflows/hard", EntryType::Link, 0, Some("/etc/passwd")),
-                vec![],
-            ),
-        ],
+        no_data("workflows/hard", EntryType::Link, Some("/etc/passwd")),
         "is a hardlink to `/etc/passwd`: points outside the target folder",
     );
-    assert_refused(
+    assert_refused_after_good(
         "device node",
-        vec![listed.clone()],
-        vec![
-            entry.clone(),
-            (
-                raw_header("workflows/sda", EntryType::Block, 0, None),
-                vec![],
-            ),
-        ],
+        no_data("workflows/sda", EntryType::Block, None),
         "is a device file",
     );
-    assert_refused(
+    assert_refused_after_good(
         "not in the manifest",
-        vec![listed.clone()],
-        vec![entry.clone(), plain("workflows/extra.json")],
+        plain("workflows/extra.json"),
         "is in the archive but not in its manifest",
     );
     let mut lying = listed.clone();
@@ -525,35 +471,15 @@ fn hostile_archives_are_refused_and_write_nothing() {
 #[test]
 fn a_symlink_already_in_the_target_is_not_written_through() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = sample_root(tmp.path());
-    let archive = tmp.path().join("w.tar.gz");
-    ok(lifeos(&[
-        "workflows",
-        "backup",
-        "--root",
-        root.to_str().unwrap(),
-        "--out",
-        archive.to_str().unwrap(),
-    ]));
+    let archive = sample_archive(tmp.path());
     let outside = tmp.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
     let dest = tmp.path().join("dest");
     fs::create_dir_all(dest.join("workflows")).unwrap();
     symlink(&outside, dest.join("workflows/portraits")).unwrap();
-    let out = lifeos(&[
-        "workflows",
-        "restore",
-        archive.to_str().unwrap(),
-        "--root",
-        dest.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = restore(&archive, &dest, &["--force"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("is a symlink on local; refusing to write"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "is a symlink on local; refusing to write");
     assert_eq!(
         fs::read_dir(&outside).unwrap().count(),
         0,
@@ -574,6 +500,11 @@ fn ssh_server(client: &ClientHome, alias: &str) -> Option<SshServer> {
     Some(server)
 }
 
+/// The binary as `client` runs it (its HOME, its SSH config); it must succeed.
+fn ok_as(client: &ClientHome, args: &[&str]) -> Output {
+    ok(client.lifeos().args(args).output().unwrap())
+}
+
 #[test]
 fn transfer_between_two_ssh_hosts_then_backup_restore_over_ssh() {
     let client = ClientHome::new();
@@ -584,9 +515,9 @@ fn transfer_between_two_ssh_hosts_then_backup_restore_over_ssh() {
         return;
     };
     let root = sample_root(&rtx.home());
-    let out = client
-        .lifeos()
-        .args([
+    let report = json_report(&ok_as(
+        &client,
+        &[
             "workflows",
             "transfer",
             "--from",
@@ -594,61 +525,47 @@ fn transfer_between_two_ssh_hosts_then_backup_restore_over_ssh() {
             "--to",
             "spark",
             "--json",
-        ])
-        .output()
-        .unwrap();
-    let out = ok(out);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ],
+    ));
     assert_eq!(
         (report["from"].as_str(), report["host"].as_str()),
         (Some("rtx"), Some("spark"))
     );
     assert_eq!(report["verified"], 5);
     let landed = spark.home().join("comfyui");
-    assert_eq!(
-        workflows_only(snapshot(&landed)),
-        workflows_only(snapshot(&root))
-    );
+    assert_same_workflows(&landed, &root);
     assert!(!landed.join("models").exists());
 
     // Backup from one SSH host to the operator's machine, restore onto the other: unchanged.
     let archive = client.path().join("rtx.tar.gz");
-    ok(client
-        .lifeos()
-        .args(["--host", "rtx", "workflows", "backup", "--out"])
-        .arg(&archive)
-        .output()
-        .unwrap());
+    ok_as(
+        &client,
+        &[
+            "--host",
+            "rtx",
+            "workflows",
+            "backup",
+            "--out",
+            arg(&archive),
+        ],
+    );
     let local = tmp_backup(&root);
     assert_eq!(
         fs::read(&archive).unwrap(),
         local,
         "over SSH and locally: the same bytes"
     );
-    let out = ok(client
-        .lifeos()
-        .args(["--host", "spark", "workflows", "restore"])
-        .arg(&archive)
-        .output()
-        .unwrap());
-    assert!(
-        stderr(&out).contains("0 restored, 5 unchanged, 0 conflicting"),
-        "{}",
-        stderr(&out)
+    let out = ok_as(
+        &client,
+        &["--host", "spark", "workflows", "restore", arg(&archive)],
     );
+    assert_contains(&stderr(&out), "0 restored, 5 unchanged, 0 conflicting");
 }
 
 /// The archive of `root` made on this machine directly.
 fn tmp_backup(root: &Path) -> Vec<u8> {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("local.tar.gz");
-    ok(lifeos(&[
-        "workflows",
-        "backup",
-        "--root",
-        root.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    backup(root, &out, &[]);
     fs::read(out).unwrap()
 }
