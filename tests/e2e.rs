@@ -159,6 +159,34 @@ fn world(checkpoint_bytes: usize) -> Option<World> {
 }
 
 impl World {
+    /// `migrate` from the RTX host to the Spark with the test's playbooks, manifest and nodes.
+    fn migrate(&self, env: &Path, args: &[&str]) -> Output {
+        let mut cmd = self.client.lifeos();
+        cmd.args([
+            "migrate",
+            "--from",
+            "rtx",
+            "--to",
+            "spark",
+            "--env-file",
+            env.to_str().unwrap(),
+        ]);
+        cmd.args(["--from-playbook", self.rtx_playbook.0.to_str().unwrap()]);
+        cmd.args([
+            "--playbook",
+            self.spark_playbook.0.to_str().unwrap(),
+            "--gpu",
+            "none",
+        ]);
+        cmd.args([
+            "--manifest",
+            self.models.manifest.to_str().unwrap(),
+            "--nodes",
+            self.nodes.to_str().unwrap(),
+        ]);
+        cmd.args(args).output().unwrap()
+    }
+
     fn setup(&self, host: &str, extra: &[&str]) -> std::process::Command {
         let playbook = if host == "rtx" {
             &self.rtx_playbook.0
@@ -292,31 +320,12 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     std::fs::write(&env, &env_before).unwrap();
     let pool = w.dir.path().join("comfyui_devices.yaml");
 
+    let pool_arg = pool.to_str().unwrap();
     let migrate = |extra: &[&str]| {
-        let mut cmd = w.client.lifeos();
-        cmd.args(extra).args([
-            "migrate", "--from", "rtx", "--to", "spark", "--mode", "parallel",
-        ]);
-        cmd.args([
-            "--env-file",
-            env.to_str().unwrap(),
-            "--pool-file",
-            pool.to_str().unwrap(),
-        ]);
-        cmd.args(["--from-playbook", w.rtx_playbook.0.to_str().unwrap()]);
-        cmd.args([
-            "--playbook",
-            w.spark_playbook.0.to_str().unwrap(),
-            "--gpu",
-            "none",
-        ]);
-        cmd.args([
-            "--manifest",
-            w.models.manifest.to_str().unwrap(),
-            "--nodes",
-            w.nodes.to_str().unwrap(),
-        ]);
-        cmd.output().unwrap()
+        w.migrate(
+            &env,
+            &[&["--mode", "parallel", "--pool-file", pool_arg], extra].concat(),
+        )
     };
 
     // 5. The migration plan changes nothing either.
@@ -393,32 +402,10 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
 
     // 8. Replace: the same migration, now stopping the source at the end.
     let replace = |extra: &[&str]| {
-        let mut cmd = w.client.lifeos();
-        cmd.args(extra).args([
-            "migrate",
-            "--from",
-            "rtx",
-            "--to",
-            "spark",
-            "--mode",
-            "replace",
-            "--stop-source",
-        ]);
-        cmd.args(["--env-file", env.to_str().unwrap()]);
-        cmd.args(["--from-playbook", w.rtx_playbook.0.to_str().unwrap()]);
-        cmd.args([
-            "--playbook",
-            w.spark_playbook.0.to_str().unwrap(),
-            "--gpu",
-            "none",
-        ]);
-        cmd.args([
-            "--manifest",
-            w.models.manifest.to_str().unwrap(),
-            "--nodes",
-            w.nodes.to_str().unwrap(),
-        ]);
-        cmd.output().unwrap()
+        w.migrate(
+            &env,
+            &[&["--mode", "replace", "--stop-source"], extra].concat(),
+        )
     };
     let out = replace(&["--json"]);
     let doc = json(&out);
