@@ -55,6 +55,10 @@ pub struct GlobalArgs {
     /// Record an unknown SSH host key in known_hosts instead of refusing (never a changed one)
     #[arg(long, global = true)]
     pub accept_new_host_key: bool,
+
+    /// Fail at once when another run holds the deployment root's lock, instead of waiting
+    #[arg(long, global = true)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ pub mod envfile;
 pub mod file_change;
 pub mod gpu;
 pub mod host;
+pub mod lock;
 pub mod migrate;
 pub mod models;
 pub mod nodes;

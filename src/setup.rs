@@ -168,6 +168,8 @@ struct Run<'a> {
     deployment: Option<Deployment<'a>>,
     url: String,
     downloaded: u64,
+    /// The deployment root's lock, held from the moment the root is known to the end.
+    lock: Option<crate::lock::RootLock>,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -180,6 +182,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         deployment: None,
         url: String::new(),
         downloaded: 0,
+        lock: None,
     };
     let mut phases = Vec::new();
     let mut blocked: Option<String> = None;
@@ -321,6 +324,9 @@ impl<'a> Run<'a> {
             Some(u) => u.clone(),
             None => service::default_url(host.name(), d.playbook.port, None)?,
         };
+        if !self.opts.mode.dry_run {
+            self.lock = Some(crate::lock::RootLock::acquire(host, &d.root, self.printer)?);
+        }
         self.deployment = Some(d);
         Ok(())
     }

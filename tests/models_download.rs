@@ -621,6 +621,12 @@ macro_rules! local_file_ops {
         fn home(&self) -> anyhow::Result<PathBuf> {
             self.inner.home()
         }
+        fn try_lock(
+            &self,
+            path: &Path,
+        ) -> anyhow::Result<Option<Box<dyn lifeos_spark::host::HostLock>>> {
+            self.inner.try_lock(path)
+        }
     };
 }
 

@@ -31,6 +31,7 @@ impl Context {
             (_, true) => Verbosity::Verbose,
             _ => Verbosity::Normal,
         };
+        crate::lock::set_no_wait(global.no_wait);
         Context {
             printer: Printer::new(verbosity, global.json, global.no_progress),
             global,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{temp_sibling, Command, FileStat, Host, Output, RandomWrite};
+use super::{temp_sibling, Command, FileStat, Host, HostLock, Output, RandomWrite};
 
 #[derive(Debug, Default)]
 pub struct LocalHost;
@@ -178,7 +178,28 @@ impl Host for LocalHost {
             .map(PathBuf::from)
             .context("$HOME is not set")
     }
+
+    fn try_lock(&self, path: &Path) -> Result<Option<Box<dyn HostLock>>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open lock file `{}`", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(LocalLock(file)))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock `{}`", path.display()))
+            }
+        }
+    }
 }
+
+/// The open file whose `flock` is the lock; closing it (drop) releases it.
+struct LocalLock(#[allow(dead_code)] File);
+
+impl HostLock for LocalLock {}
 
 fn wait_with_timeout(
     child: &mut std::process::Child,

@@ -119,6 +119,9 @@ pub trait RandomWrite: Send {
     fn sync(&mut self) -> std::io::Result<()>;
 }
 
+/// An advisory lock held on a host (see [`Host::try_lock`]); dropping it lets go.
+pub trait HostLock: Send + Sync {}
+
 pub trait Host: Send + Sync {
     /// `local`, or the SSH destination as the operator named it.
     fn name(&self) -> &str;
@@ -151,6 +154,12 @@ pub trait Host: Send + Sync {
 
     /// The home folder of the user the tool acts as on this host (where `~` is).
     fn home(&self) -> Result<PathBuf>;
+
+    /// Take an exclusive advisory lock (`flock`) on `path` on this host, creating the file if
+    /// missing, without waiting: `None` while another process holds it. It is released when
+    /// the guard is dropped, or when this process dies: the kernel lets go of a local lock, and
+    /// over SSH sshd closes the session, which ends the remote holder.
+    fn try_lock(&self, path: &Path) -> Result<Option<Box<dyn HostLock>>>;
 
     fn read(&self, path: &Path) -> Result<Vec<u8>> {
         self.read_opt(path)?

@@ -15,8 +15,14 @@ use ssh2::{
     Sftp,
 };
 
-use super::{temp_sibling, Command, FileStat, Host, Output, RandomWrite, SshTarget};
+use super::{temp_sibling, Command, FileStat, Host, HostLock, Output, RandomWrite, SshTarget};
 use crate::ui::HintExt;
+
+/// What the remote `flock -n -E` exits with when another process holds the lock.
+const FLOCK_BUSY: i32 = 75;
+/// The remote holder: `flock` takes the lock, says so, then waits for stdin to close (the
+/// guard dropped, or the SSH session gone); `-o` keeps the lock out of the child's hands.
+const FLOCK_HOLDER: &str = "echo locked; exec cat >/dev/null";
 
 /// SFTP status for "no such file" (draft-ietf-secsh-filexfer-02, SSH_FX_NO_SUCH_FILE).
 const SFTP_NO_SUCH_FILE: i32 = 2;
@@ -230,6 +236,39 @@ impl Host for SshHost {
         }
     }
 
+    fn try_lock(&self, path: &Path) -> Result<Option<Box<dyn HostLock>>> {
+        let line = Command::new("flock")
+            .args(["-n", "-o", "-E", &FLOCK_BUSY.to_string()])
+            .arg(self.path_str(path)?)
+            .args(["sh", "-c", FLOCK_HOLDER])
+            .shell_line();
+        let ctx = || format!("cannot lock `{}` on `{}`", path.display(), self.name());
+        let mut channel = self.session.channel_session().with_context(ctx)?;
+        channel.exec(&line).with_context(ctx)?;
+        let mut first = Vec::new();
+        let mut byte = [0u8; 1];
+        while first.len() < 16 && channel.read(&mut byte).with_context(ctx)? == 1 {
+            if byte[0] == b'\n' {
+                break;
+            }
+            first.push(byte[0]);
+        }
+        if first == b"locked" {
+            return Ok(Some(Box::new(SshLock(std::sync::Mutex::new(channel)))));
+        }
+        let mut stderr = String::new();
+        let _ = channel.stderr().read_to_string(&mut stderr);
+        channel.wait_close().with_context(ctx)?;
+        match channel.exit_status().with_context(ctx)? {
+            FLOCK_BUSY => Ok(None),
+            127 => Err(anyhow!("`flock` is not installed on `{}`", self.name()))
+                .hint("install util-linux on the target (`sudo apt-get install util-linux`)"),
+            status => {
+                Err(anyhow!("`flock` exited with {status}: {}", stderr.trim())).with_context(ctx)
+            }
+        }
+    }
+
     fn home(&self) -> Result<PathBuf> {
         if let Some(home) = self.home.get() {
             return Ok(home.clone());
@@ -240,6 +279,20 @@ impl Host for SshHost {
             bail!("$HOME is not set on `{}`", self.name());
         }
         Ok(self.home.get_or_init(|| home).clone())
+    }
+}
+
+/// The exec channel running the remote `flock`; closing its stdin ends the holder.
+struct SshLock(std::sync::Mutex<ssh2::Channel>);
+
+impl HostLock for SshLock {}
+
+impl Drop for SshLock {
+    fn drop(&mut self) {
+        if let Ok(channel) = self.0.get_mut() {
+            let _ = channel.send_eof();
+            let _ = channel.wait_close();
+        }
     }
 }
 

@@ -43,21 +43,50 @@ struct Problem {
     field: &'static str,
     message: String,
     hint: String,
+    /// The entry it collides with (named in the message with its own location).
+    other: Option<usize>,
+}
+
+/// Suffixes of the downloader's own files beside a model file: a `dest` ending in one of them
+/// would be overwritten (or deleted) by another entry's download.
+const RESERVED_SUFFIXES: [&str; 3] = [".part", ".part.json", ".verified"];
+
+/// The files the downloader keeps beside `dest` (normalized, relative to the root).
+fn internal_files(dest: &str) -> [(String, &'static str); 3] {
+    let (dir, name) = match dest.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), dest),
+    };
+    [
+        (format!("{dest}.part"), "partial download"),
+        (format!("{dest}.part.json"), "partial download record"),
+        (format!("{dir}.{name}.verified"), "verification stamp"),
+    ]
 }
 
 impl Manifest {
     /// Parse and validate. `source` names the file in messages.
     pub fn parse(text: &str, source: &str, allow_unverified: bool) -> Result<Manifest> {
+        // A byte-order mark (Windows editors write one) is not YAML content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut manifest: Manifest =
             serde_yaml::from_str(text).map_err(|e| syntax_error(e, source))?;
         if let Some(p) = manifest.problems(allow_unverified).into_iter().next() {
             let model = &manifest.models[p.index];
-            let at = match locate(text, p.index, p.field) {
+            let at = |index, field| match locate(text, index, field) {
                 Some((line, col)) => format!("{source}:{line}:{col}"),
                 None => source.to_string(),
             };
+            let other = p.other.map_or(String::new(), |o| {
+                format!(
+                    " (`models[{o}]`, id `{}`, at {})",
+                    manifest.models[o].id,
+                    at(o, "dest")
+                )
+            });
             return Err(anyhow!(
-                "{at}: `models[{}].{}` (id `{}`): {}",
+                "{}: `models[{}].{}` (id `{}`): {}{other}",
+                at(p.index, p.field),
                 p.index,
                 p.field,
                 model.id,
@@ -125,13 +154,15 @@ impl Manifest {
         let mut out = Vec::new();
         let mut ids = HashMap::new();
         let mut dests = HashMap::new();
+        let taken = self.taken_names();
         for (i, m) in self.models.iter().enumerate() {
-            let mut problem = |field, message: String, hint: &str| {
+            let mut problem = |field, message: String, hint: &str, other: Option<usize>| {
                 out.push(Problem {
                     index: i,
                     field,
                     message,
                     hint: hint.to_string(),
+                    other,
                 })
             };
             if let Some(first) = ids.insert(m.id.as_str(), i) {
@@ -139,36 +170,74 @@ impl Manifest {
                     "id",
                     format!("duplicate id, first used by `models[{first}]`"),
                     "give every file its own id",
+                    None,
                 );
             }
-            if let Some(first) = dests.insert(normalize_dest(&m.dest), i) {
+            let norm = normalize_dest(&m.dest);
+            if let Some(first) = dests.insert(norm.clone(), i) {
                 problem(
                     "dest",
                     format!("`{}` is also the dest of `models[{first}]`", m.dest),
                     "give every file its own dest",
+                    Some(first),
+                );
+            }
+            if let Some((other, what)) = taken.get(&norm).filter(|(o, _)| *o != i) {
+                problem(
+                    "dest",
+                    format!("`{}` is the {what} of another entry's dest", m.dest),
+                    "the downloader keeps `<dest>.part`, `<dest>.part.json` and `.<name>.verified` beside each file: choose another dest",
+                    Some(*other),
+                );
+            }
+            if let Some((other, _)) =
+                self.models.iter().enumerate().find(|(o, f)| {
+                    *o != i && normalize_dest(&f.dest).starts_with(&format!("{norm}/"))
+                })
+            {
+                problem(
+                    "dest",
+                    format!("`{}` is a folder of another entry's dest", m.dest),
+                    "a dest names a file: choose another dest",
+                    Some(other),
                 );
             }
             if let Err(why) = check_dest(&m.dest) {
-                problem("dest", why, "write dest relative to the deployment root, e.g. `models/checkpoints/x.safetensors`");
+                problem("dest", why, "write dest relative to the deployment root, e.g. `models/checkpoints/x.safetensors`", None);
             }
             if let Err(why) = check_url(&m.url) {
-                problem("url", why, "use the file's `https://` download URL (on Hugging Face: `.../resolve/<revision>/<file>`)");
+                problem("url", why, "use the file's `https://` download URL (on Hugging Face: `.../resolve/<revision>/<file>`)", None);
             }
             match &m.sha256 {
                 None if !allow_unverified => problem(
                     "sha256",
                     "missing: a file without a sha256 cannot be verified".to_string(),
                     "add the sha256 (on Hugging Face: the file's page shows it as `SHA256`), or pass `--allow-unverified`",
+                    None,
                 ),
                 Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => problem(
                     "sha256",
                     format!("`{h}` is not a sha256 (64 hex digits)"),
                     "copy the full sha256 of the file, e.g. from `sha256sum FILE`",
+                    None,
                 ),
                 _ => {}
             }
         }
         out
+    }
+}
+
+impl Manifest {
+    /// Every internal file name (normalized) with the entry that owns it and what it is.
+    fn taken_names(&self) -> HashMap<String, (usize, &'static str)> {
+        let mut taken = HashMap::new();
+        for (i, m) in self.models.iter().enumerate() {
+            for (name, what) in internal_files(&normalize_dest(&m.dest)) {
+                taken.entry(name).or_insert((i, what));
+            }
+        }
+        taken
     }
 }
 
@@ -213,8 +282,26 @@ fn check_dest(dest: &str) -> std::result::Result<(), String> {
             "`{dest}` contains `..` and could leave the deployment root"
         ));
     }
-    if dest.ends_with('/') {
+    if dest.ends_with('/') || normalize_dest(dest).is_empty() {
         return Err(format!("`{dest}` names a folder, not a file"));
+    }
+    let name = normalize_dest(dest);
+    let name = name.rsplit('/').next().unwrap_or_default();
+    if let Some(suffix) = RESERVED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
+        return Err(format!(
+            "`{dest}` ends in `{suffix}`, a name the downloader uses for its own files"
+        ));
+    }
+    if name.starts_with('.') && name.contains(".tmp-") {
+        return Err(format!(
+            "`{dest}` looks like a temp file of an atomic write (`.<name>.tmp-…`)"
+        ));
+    }
+    if normalize_dest(dest).split('/').next() == Some(crate::lock::LOCK_DIR) {
+        return Err(format!(
+            "`{dest}` is under `{}/`, where the tool keeps its lock",
+            crate::lock::LOCK_DIR
+        ));
     }
     Ok(())
 }
@@ -358,6 +445,75 @@ models:
             assert!(e.contains(want), "want {want:?} in\n{e}");
             assert!(e.contains("\nhint: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_dest_on_another_entrys_internal_files_names_both_entries() {
+        let cases = [
+            (
+                "models/a.bin.part",
+                "partial download of another entry's dest",
+            ),
+            ("models/a.bin.part.json", "partial download record"),
+            ("models/.a.bin.verified", "verification stamp"),
+            ("./models/.a.bin.verified", "verification stamp"),
+        ];
+        for (dest, what) in cases {
+            let text = GOOD.replace("dest: models/b.bin", &format!("dest: {dest}"));
+            let e = error_of(&text, false);
+            assert!(
+                e.contains(&format!(
+                    "m.yaml:10:11: `models[1].dest` (id `b`): `{dest}` is the {what}"
+                )),
+                "{e}"
+            );
+            assert!(e.contains("(`models[0]`, id `a`, at m.yaml:5:11)"), "{e}");
+        }
+        // The same dest twice names both as well.
+        let e = error_of(
+            &GOOD.replace("dest: models/b.bin", "dest: models/a.bin"),
+            false,
+        );
+        assert!(
+            e.contains("is also the dest of `models[0]` (`models[0]`, id `a`, at m.yaml:5:11)"),
+            "{e}"
+        );
+        let e = error_of(&GOOD.replace("dest: models/b.bin", "dest: models"), false);
+        assert!(
+            e.contains("`models` is a folder of another entry's dest"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reserved_dest_forms_are_refused() {
+        let cases = [
+            (".", "names a folder"),
+            ("./", "names a folder"),
+            ("\"\"", "empty"),
+            ("models/x.part", "ends in `.part`"),
+            ("models/x.part.json", "ends in `.part.json`"),
+            ("models/.x.verified", "ends in `.verified`"),
+            ("models/x.verified", "ends in `.verified`"),
+            ("models/.x.tmp-12-abcd", "temp file"),
+            (".lifeos/lock", "where the tool keeps its lock"),
+        ];
+        for (dest, want) in cases {
+            let text = GOOD.replace("dest: models/b.bin", &format!("dest: {dest}"));
+            let e = error_of(&text, false);
+            assert!(e.contains("`models[1].dest` (id `b`)"), "{dest}: {e}");
+            assert!(e.contains(want), "{dest}: want {want:?} in\n{e}");
+            assert!(e.contains("m.yaml:10:11"), "{dest}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let m = Manifest::parse(&format!("\u{feff}{GOOD}"), "m.yaml", false).unwrap();
+        assert_eq!(m.models.len(), 2);
+        // Locations still count from the first line.
+        let text = format!("\u{feff}{}", GOOD.replace("dest: models/b.bin", "dest: ."));
+        assert!(error_of(&text, false).contains("m.yaml:10:11"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::progress::Progress;
 use super::report::*;
 use super::verify::{self, Presence, Stamp};
 use crate::host::{Command, Host};
+use crate::lock::RootLock;
 use crate::system;
 use crate::ui::{HintExt, Printer};
 
@@ -71,6 +72,11 @@ pub fn pull(
 ) -> Result<PullReport> {
     let host = target.host.as_ref();
     let root = target.root()?;
+    // Held from the plan to the last stamp: another run's bytes never get this run's stamp.
+    let _lock = match opts.dry_run {
+        true => None,
+        false => Some(RootLock::acquire(host, &root, printer)?),
+    };
     let files = manifest.select(&opts.only)?;
     let dests: Vec<PathBuf> = files.iter().map(|f| root.join(&f.dest)).collect();
     let mut plans = files
@@ -449,6 +455,8 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let host = target.host.as_ref();
     let root = target.root()?;
+    // Verification writes stamps: only while no other run is changing the files.
+    let _lock = RootLock::acquire(host, &root, printer)?;
     let files = manifest.select(only)?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Result<VerifyEntry>>>> =

@@ -55,7 +55,7 @@ impl Progress {
             bar.set_style(style(
                 "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             ));
-            bar.set_prefix(truncate(id, 12));
+            bar.set_prefix(super::report::truncate_cell(id, 12));
             bar.set_position(done);
             bar
         });
@@ -121,11 +121,4 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("valid progress template")
         .progress_chars("=> ")
-}
-
-fn truncate(id: &str, max: usize) -> String {
-    if id.chars().count() <= max {
-        return id.to_string();
-    }
-    id.chars().take(max - 1).chain(['~']).collect()
 }

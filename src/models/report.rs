@@ -172,7 +172,23 @@ pub struct ListReport {
     pub files: Vec<ListEntry>,
 }
 
+/// The widest a table cell gets; longer values end in `…` (the JSON document has them whole).
+/// Unbounded widths would also overflow `format!`'s width argument (at most 65,535).
+const MAX_CELL: usize = 120;
+
+/// `text` cut to `max` characters, the last one an ellipsis when anything was cut.
+pub fn truncate_cell(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if text.chars().count() > max => format!("{}…", &text[..cut]),
+        _ => text.to_string(),
+    }
+}
+
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.iter().map(|c| truncate_cell(c, MAX_CELL)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -291,6 +307,16 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn long_cells_end_in_an_ellipsis() {
+        assert_eq!(truncate_cell("abcdef", 4), "abc…");
+        assert_eq!(truncate_cell("abcd", 4), "abcd");
+        assert_eq!(truncate_cell("ééééé", 3), "éé…");
+        let long = "x".repeat(70_000);
+        let out = table(&["ID"], vec![vec![long]]);
+        assert!(out.lines().all(|l| l.chars().count() <= MAX_CELL), "{out}");
     }
 
     #[test]
