@@ -552,6 +552,7 @@ fn leave_partial(s: &Setup, m: &Manifest, data: &[u8], etag: &str) {
     std::fs::write(partial::part_path(&dest), &part).unwrap();
     let state = partial::PartState {
         url: file.url.clone(),
+        url_sha256: Some(lifeos_spark::models::redact::url_hash(&file.url)),
         size: file.size,
         sha256: file.sha256.clone(),
         validator: Some(etag.to_string()),

@@ -261,3 +261,98 @@ fn no_wait_fails_at_once_naming_the_holder() {
     assert_no_wrong_file(&env, &sha256_hex(&data));
     assert!(env.stamp().exists());
 }
+
+#[test]
+fn a_url_password_is_never_printed_or_stored() {
+    let env = Env::new();
+    let data = bytes_of(MIB, 5);
+    env.hub.put("/m", data.clone(), "e1");
+    let url = format!("http://user:s3cretpw@{}/m", env.hub.addr);
+    let manifest = env.manifest("pw", "m", &url, &data);
+    // The probe passes, the GETs are refused: the error names the URL and a record is left.
+    for _ in 0..4 {
+        env.hub.fault("/m", Fault::Status(404));
+    }
+    let failed = env.run(&manifest, &["pull"]);
+    let failed_json = env.run(&manifest, &["pull", "--json"]);
+    let listed = env.run(&manifest, &["list", "--json"]);
+    let record = std::fs::read_to_string(env.root().join("models/m.bin.part.json")).unwrap();
+    for (what, out) in [("pull", &failed), ("pull --json", &failed_json)] {
+        assert!(!out.status.success(), "{what}: {}", text(out));
+    }
+    assert!(listed.status.success(), "{}", text(&listed));
+    let doc: Value = serde_json::from_slice(&failed_json.stdout).unwrap();
+    let shown = format!("http://user:***@{}/m", env.hub.addr);
+    assert!(
+        doc["files"][0]["error"].as_str().unwrap().contains(&shown),
+        "{doc}"
+    );
+    assert!(String::from_utf8_lossy(&failed.stderr).contains(&shown));
+    let record: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["url"], shown.as_str());
+    assert_eq!(record["url_sha256"], sha256_hex(url.as_bytes()));
+    for out in [&failed, &failed_json, &listed] {
+        let all = text(out);
+        assert!(!all.contains("s3cretpw"), "password printed:\n{all}");
+    }
+    assert!(!record.to_string().contains("s3cretpw"));
+    // The record still matches the same URL, and the file lands whole.
+    env.hub.clear_faults();
+    let out = env.run(&manifest, &["pull"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("s3cretpw"));
+    assert_eq!(sha_of(&env.dest()), Some(sha256_hex(&data)));
+}
+
+#[test]
+fn hf_endpoint_moves_hub_urls_to_the_mirror_and_the_token_goes_only_there() {
+    let env = Env::new();
+    let cdn = FakeHub::start();
+    let data = bytes_of(MIB, 6);
+    let path = "/org/repo/resolve/main/m.bin";
+    env.hub.put(path, data.clone(), "e1");
+    cdn.put(path, data.clone(), "e1");
+    // The mirror answers like the hub: a redirect to its CDN (another origin).
+    env.hub.redirect_to(&cdn, false);
+    let manifest = env.manifest("hub", "m", &format!("https://huggingface.co{path}"), &data);
+    let endpoint = format!("http://{}", env.hub.addr);
+    let run = |args: &[&str]| {
+        env.cmd(&manifest, args)
+            .env("HF_ENDPOINT", &endpoint)
+            .env("HF_TOKEN", "hf_mirrortoken")
+            .output()
+            .unwrap()
+    };
+    let rewritten = format!("{endpoint}{path}");
+    let plan = run(&["pull", "--dry-run", "--json"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let doc: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(doc["files"][0]["url"], rewritten.as_str());
+    let out = run(&["pull", "-v"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("`m` from `{rewritten}`")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(sha_of(&env.dest()), Some(sha256_hex(&data)));
+    let at_mirror = env.hub.seen();
+    assert!(!at_mirror.is_empty());
+    assert!(at_mirror.iter().all(|s| s.path == path));
+    assert!(
+        at_mirror
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some("Bearer hf_mirrortoken")),
+        "{at_mirror:?}"
+    );
+    let at_cdn = cdn.gets();
+    assert!(!at_cdn.is_empty(), "the bytes came from the CDN");
+    assert!(
+        at_cdn.iter().all(|s| s.authorization.is_none()),
+        "{at_cdn:?}"
+    );
+    let listed = run(&["list", "--json"]);
+    let doc: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(doc["files"][0]["url"], rewritten.as_str());
+    assert!(!text(&out).contains("hf_mirrortoken"));
+}

@@ -58,7 +58,12 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
 }
 
 fn open(ctx: &Context, set: &ModelSetArgs) -> Result<(Target, Manifest)> {
-    let manifest = Manifest::load(set.manifest.as_deref(), set.allow_unverified)?;
+    let mut manifest = Manifest::load(set.manifest.as_deref(), set.allow_unverified)?;
+    // `list` shows, and `verify` reports, the URLs a pull would use.
+    let hub = Hub::from_env()?;
+    for m in &mut manifest.models {
+        m.url = hub.rewrite(&m.url);
+    }
     let host: Arc<dyn Host> = Arc::from(ctx.host()?);
     let target = Target {
         host,

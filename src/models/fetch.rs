@@ -26,6 +26,7 @@ use super::hub;
 use super::manifest::ModelFile;
 use super::partial::{self, PartState, Resume};
 use super::progress::FileProgress;
+use super::redact;
 use super::sink::{Sink, SinkClosed, SinkHandle};
 use super::verify::OrderedHasher;
 use crate::host::Host;
@@ -314,7 +315,8 @@ impl<'a> Download<'a> {
             })
             .collect();
         let state = PartState {
-            url: self.req.file.url.clone(),
+            url: redact::url(&self.req.file.url),
+            url_sha256: Some(redact::url_hash(&self.req.file.url)),
             size: self.size(),
             sha256: self.req.file.sha256.clone(),
             validator: s.validator.clone(),
@@ -365,7 +367,7 @@ impl<'a> Download<'a> {
                 }
                 Err(Stop::Restart { .. }) => bail!(
                     "the server kept changing `{}` or ignoring ranges; gave up after {MAX_RESTARTS} restarts from zero",
-                    self.req.file.url
+                    redact::url(&self.req.file.url)
                 ),
                 Err(Stop::Fetch(e)) => return Err(explain(e, self.req)),
                 Err(Stop::Fail(e)) => return Err(e),
@@ -658,7 +660,10 @@ fn explain(e: FetchError, req: &Request<'_>) -> anyhow::Error {
         FetchError::Status { status, gated, .. } if !e.is_transient() => {
             let hint = hub::refusal_hint(*status, *gated, has_token, id);
             anyhow!(e)
-                .context(format!("cannot fetch `{id}` from `{}`", req.file.url))
+                .context(format!(
+                    "cannot fetch `{id}` from `{}`",
+                    redact::url(&req.file.url)
+                ))
                 .context(crate::ui::Hint(hint))
         }
         _ if e.is_transient() => anyhow!(e)
@@ -666,7 +671,10 @@ fn explain(e: FetchError, req: &Request<'_>) -> anyhow::Error {
             .context(crate::ui::Hint(
                 "the partial download is kept: run the same command again to resume".to_string(),
             )),
-        _ => anyhow!(e).context(format!("cannot fetch `{id}` from `{}`", req.file.url)),
+        _ => anyhow!(e).context(format!(
+            "cannot fetch `{id}` from `{}`",
+            redact::url(&req.file.url)
+        )),
     }
 }
 

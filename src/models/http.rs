@@ -248,7 +248,8 @@ fn network(e: reqwest::Error) -> FetchError {
         text = format!("{text}: {s}");
         source = s.source();
     }
-    FetchError::Network(text)
+    // reqwest names the URL, credentials included.
+    FetchError::Network(super::redact::text(&text))
 }
 
 fn check_status(response: &reqwest::Response) -> Result<(), FetchError> {

@@ -52,6 +52,17 @@ impl Hub {
         Hub::new(&endpoint, token)
     }
 
+    /// A manifest URL on huggingface.co moved to the endpoint (path kept), as huggingface_hub
+    /// builds every hub URL on `HF_ENDPOINT`: mirrors and air-gapped proxies rely on it. Other
+    /// URLs, and every URL when the endpoint is huggingface.co itself, are left alone.
+    pub fn rewrite(&self, url: &str) -> String {
+        let hub = format!("{}/", defaults::HF_ENDPOINT);
+        match url.strip_prefix(&hub) {
+            Some(path) => format!("{}/{path}", self.endpoint.as_str().trim_end_matches('/')),
+            None => url.to_string(),
+        }
+    }
+
     pub fn has_token(&self) -> bool {
         self.token.is_some()
     }
@@ -135,6 +146,26 @@ mod tests {
         assert!(auth("http://huggingface.co/x").is_empty());
         assert!(auth("https://huggingface.co:8443/x").is_empty());
         assert!(!format!("{hub:?}").contains("hf_secret"));
+    }
+
+    #[test]
+    fn hub_urls_move_to_the_endpoint_with_their_path() {
+        let url = "https://huggingface.co/org/repo/resolve/main/x.bin?download=true";
+        let mirror = Hub::new("http://127.0.0.1:8080/hf/", None).unwrap();
+        assert_eq!(
+            mirror.rewrite(url),
+            "http://127.0.0.1:8080/hf/org/repo/resolve/main/x.bin?download=true"
+        );
+        assert_eq!(
+            mirror.rewrite("https://example.com/x"),
+            "https://example.com/x"
+        );
+        assert_eq!(
+            mirror.rewrite("https://huggingface.com/x"),
+            "https://huggingface.com/x"
+        );
+        let hub = Hub::new("https://huggingface.co", None).unwrap();
+        assert_eq!(hub.rewrite(url), url);
     }
 
     #[test]

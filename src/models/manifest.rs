@@ -307,6 +307,8 @@ fn check_dest(dest: &str) -> std::result::Result<(), String> {
 }
 
 fn check_url(url: &str) -> std::result::Result<(), String> {
+    let shown = super::redact::url(url);
+    let url = shown.as_str();
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
     match parsed.scheme() {
         "http" | "https" if parsed.host_str().is_some() => Ok(()),

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod ops;
 pub mod partial;
 pub mod progress;
+pub mod redact;
 pub mod report;
 pub mod sink;
 pub mod verify;

@@ -77,7 +77,7 @@ pub fn pull(
         true => None,
         false => Some(RootLock::acquire(host, &root, printer)?),
     };
-    let files = manifest.select(&opts.only)?;
+    let files = on_endpoint(manifest.select(&opts.only)?, &opts.hub, printer);
     let dests: Vec<PathBuf> = files.iter().map(|f| root.join(&f.dest)).collect();
     let mut plans = files
         .iter()
@@ -138,6 +138,22 @@ pub fn pull(
     ))?;
     report.fetched_bytes = report.files.iter().map(|f| f.fetched_bytes).sum();
     Ok(report)
+}
+
+/// The files with their hub URLs moved to `HF_ENDPOINT`; `-v` shows where each comes from.
+fn on_endpoint(files: Vec<ModelFile>, hub: &Hub, printer: &Printer) -> Vec<ModelFile> {
+    files
+        .into_iter()
+        .map(|f| {
+            let url = hub.rewrite(&f.url);
+            printer.debug(format!(
+                "`{}` from `{}`",
+                super::report::truncate_cell(&f.id, 80),
+                super::redact::url(&url)
+            ));
+            ModelFile { url, ..f }
+        })
+        .collect()
 }
 
 fn plan_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Plan> {
@@ -224,6 +240,7 @@ fn entry(file: &ModelFile, dest: &Path, plan: &Plan, files: &[ModelFile]) -> Pul
     };
     PullEntry {
         id: file.id.clone(),
+        url: super::redact::url(&file.url),
         dest: dest.to_path_buf(),
         size: file.size,
         status,
@@ -544,7 +561,7 @@ pub fn list(target: &Target, manifest: &Manifest, only: &[String]) -> Result<Lis
         entries.push(ListEntry {
             id: file.id.clone(),
             dest,
-            url: file.url.clone(),
+            url: super::redact::url(&file.url),
             size: file.size,
             sha256: file.sha256.clone(),
             state,

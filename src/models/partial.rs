@@ -13,7 +13,11 @@ use crate::host::Host;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartState {
+    /// The URL with any password masked (`redact::url`): a record is no place for a secret.
     pub url: String,
+    /// sha256 of the real URL, to notice a change the masked one hides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_sha256: Option<String>,
     pub size: u64,
     pub sha256: Option<String>,
     /// The ETag the finished ranges came with; sent as `If-Range` when resuming.
@@ -69,7 +73,10 @@ pub fn inspect(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Resume>
         .and_then(|data| serde_json::from_slice::<PartState>(&data).ok());
     Ok(match record {
         Some(s)
-            if s.url == file.url
+            if s.url == super::redact::url(&file.url)
+                && s.url_sha256
+                    .as_ref()
+                    .is_none_or(|h| *h == super::redact::url_hash(&file.url))
                 && s.size == file.size
                 && s.sha256 == file.sha256
                 && part.size == file.size =>
@@ -132,6 +139,7 @@ mod tests {
         std::fs::write(part_path(&dest), [0u8; 10]).unwrap();
         let state = PartState {
             url: file.url.clone(),
+            url_sha256: None,
             size: 10,
             sha256: None,
             validator: Some("\"e1\"".into()),

@@ -25,6 +25,8 @@ pub enum PullStatus {
 #[derive(Debug, Serialize)]
 pub struct PullEntry {
     pub id: String,
+    /// Where the bytes come from (after `HF_ENDPOINT`, password masked).
+    pub url: String,
     pub dest: PathBuf,
     pub size: u64,
     pub status: PullStatus,
