@@ -4,7 +4,7 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -345,4 +345,134 @@ fn set_over_ssh_edits_the_remote_file_in_place() {
         .output()
         .unwrap();
     assert_eq!(text(&get.stdout), "http://192.168.1.101:8188\n");
+}
+
+/// A dotfile manager's layout: `.env` is a relative symlink to the real file elsewhere.
+fn linked_fixture(home: &Path, mode: u32) -> std::path::PathBuf {
+    let real = home.join("dotfiles/lifeos.env");
+    fs::create_dir_all(real.parent().unwrap()).unwrap();
+    fs::write(&real, FIXTURE).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(mode)).unwrap();
+    std::os::unix::fs::symlink("dotfiles/lifeos.env", home.join(".env")).unwrap();
+    real
+}
+
+/// The link is still the same link, the real file has the new value and its mode, and the
+/// backup sits beside the real file.
+fn assert_edited_through_link(home: &Path, real: &Path, mode: u32) {
+    let link = home.join(".env");
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_link(&link).unwrap(),
+        Path::new("dotfiles/lifeos.env")
+    );
+    assert_eq!(
+        text(&fs::read(real).unwrap()),
+        FIXTURE.replace("192.168.1.100", "192.168.1.101")
+    );
+    assert_eq!(fs::metadata(real).unwrap().mode() & 0o777, mode);
+    let baks: Vec<_> = fs::read_dir(real.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("lifeos.env.bak-"))
+        .collect();
+    assert_eq!(baks.len(), 1, "one backup beside the real file");
+    assert_eq!(text(&fs::read(&baks[0]).unwrap()), FIXTURE);
+}
+
+#[test]
+fn set_on_a_symlinked_env_edits_the_real_file_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = linked_fixture(dir.path(), 0o640);
+    ok_set(dir.path(), "COMFYUI_URL=http://192.168.1.101:8188");
+    assert_edited_through_link(dir.path(), &real, 0o640);
+    assert!(backups(dir.path()).is_empty(), "no backup beside the link");
+}
+
+#[test]
+fn set_over_ssh_on_a_symlinked_env_edits_the_real_file() {
+    use support::*;
+    let client = ClientHome::new();
+    let Some(server) = SshServer::start(SshServerConfig {
+        gpu_profile: None,
+        docker_host: None,
+        authorized_keys: vec![client.public_key()],
+    }) else {
+        return;
+    };
+    client.add_alias("lifeos-box", &server);
+    client.trust(&server);
+    let real = linked_fixture(&server.home(), 0o600);
+    let out = client
+        .lifeos()
+        .args(["--host", "lifeos-box", "env", "set"])
+        .args(["COMFYUI_URL=http://192.168.1.101:8188", "--file", "~/.env"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_edited_through_link(&server.home(), &real, 0o600);
+}
+
+#[test]
+fn a_fifo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join(".env");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for args in [
+        &["env", "set", "A=1", "--file", ".env"][..],
+        &["env", "get", "A", "--file", ".env"],
+        &["env", "show", "--file", ".env"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{args:?} hangs on a FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("is a fifo, not a regular file"), "{err}");
+        assert!(err.contains("hint:"), "{err}");
+    }
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
+fn a_hard_linked_env_is_refused_with_a_hint_and_left_alone() {
+    let (dir, env) = fixture_dir(0o600);
+    let other = dir.path().join("copy.env");
+    fs::hard_link(&env, &other).unwrap();
+    let out = lifeos(
+        dir.path(),
+        &["env", "set", "COMFYUI_URL=http://x:8188", "--file", ".env"],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("has 2 hard links"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(text(&fs::read(&env).unwrap()), FIXTURE);
+    assert_eq!(
+        fs::metadata(&env).unwrap().ino(),
+        fs::metadata(&other).unwrap().ino()
+    );
+    assert!(backups(dir.path()).is_empty());
+    // With the other name gone, the same edit goes through.
+    fs::remove_file(&other).unwrap();
+    ok_set(dir.path(), "COMFYUI_URL=http://x:8188");
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::file_change::FileChange;
-use crate::host::Host;
+use crate::host::{FileKind, Host};
 use crate::step::{unified_diff, Outcome};
 use crate::ui::HintExt;
 
@@ -63,7 +63,8 @@ pub fn set(host: &dyn Host, opts: &SetOptions) -> Result<SetReport> {
     for (key, value) in &opts.updates {
         warnings.extend(check_lifeos_value(key, value)?);
     }
-    let change = FileChange::plan(host, &path, |before| {
+    let real = editable(host, &path)?;
+    let change = FileChange::plan(host, &real, |before| {
         let text = match before {
             Some(bytes) => text_of(bytes, &path)?,
             None if opts.create => String::new(),
@@ -113,6 +114,7 @@ pub fn set(host: &dyn Host, opts: &SetOptions) -> Result<SetReport> {
 /// The value in effect for `key` (the last assignment), `None` when the file lacks it.
 pub fn get(host: &dyn Host, file: &str, key: &str) -> Result<Option<String>> {
     let path = host.expand_home(file)?;
+    readable(host, &path)?;
     Ok(dotenv::get(&text_of(&host.read(&path)?, &path)?, key))
 }
 
@@ -120,6 +122,7 @@ pub fn get(host: &dyn Host, file: &str, key: &str) -> Result<Option<String>> {
 /// unless `reveal`.
 pub fn show(host: &dyn Host, file: &str, reveal: bool) -> Result<Vec<Variable>> {
     let path = host.expand_home(file)?;
+    readable(host, &path)?;
     let text = text_of(&host.read(&path)?, &path)?;
     let mut vars: Vec<Variable> = Vec::new();
     for a in dotenv::parse(&text) {
@@ -140,6 +143,41 @@ pub fn show(host: &dyn Host, file: &str, reveal: bool) -> Result<Vec<Variable>> 
         }
     }
     Ok(vars)
+}
+
+/// The file an edit of `path` must replace: a symlink's target (dotfile managers link `.env`
+/// files; replacing the link would leave the real file with the old value), never a FIFO or a
+/// device (reading one could block forever), never one name of several hard links (the
+/// rename would split them: the other names would keep the old content).
+fn editable(host: &dyn Host, path: &std::path::Path) -> Result<PathBuf> {
+    let resolved = readable(host, path)?;
+    if resolved.links > 1 {
+        return Err(anyhow::anyhow!(
+            "`{}` has {} hard links: replacing it would leave the other names with the old content",
+            path.display(),
+            resolved.links
+        ))
+        .hint("edit the file under one name: replace the other hard links with symlinks (`ln -sf`), then run again");
+    }
+    Ok(resolved.real)
+}
+
+/// `path` resolved, refusing anything but a regular file (or nothing yet) before it is opened.
+fn readable(host: &dyn Host, path: &std::path::Path) -> Result<crate::host::Resolved> {
+    let resolved = host.resolve(path)?;
+    match &resolved.kind {
+        Some(FileKind::Regular) | None => Ok(resolved),
+        Some(FileKind::Directory) => Err(anyhow::anyhow!(
+            "`{}` is a directory, not a `.env` file",
+            path.display()
+        ))
+        .hint("give the file itself: `--file <dir>/.env`"),
+        Some(FileKind::Other(kind)) => Err(anyhow::anyhow!(
+            "`{}` is a {kind}, not a regular file",
+            path.display()
+        ))
+        .hint("point `--file` at the `.env` file itself"),
+    }
 }
 
 fn text_of(bytes: &[u8], path: &std::path::Path) -> Result<String> {

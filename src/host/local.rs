@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::{temp_sibling, Command, FileStat, Host, HostLock, Output, RandomWrite};
+use super::{
+    temp_sibling, Command, FileKind, FileStat, Host, HostLock, Output, RandomWrite, Resolved,
+};
 
 #[derive(Debug, Default)]
 pub struct LocalHost;
@@ -179,6 +181,36 @@ impl Host for LocalHost {
             .context("$HOME is not set")
     }
 
+    fn resolve(&self, path: &Path) -> Result<Resolved> {
+        use std::os::unix::fs::FileTypeExt;
+        let real = follow_links(path)?;
+        let meta = match fs::metadata(&real) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Resolved {
+                    real,
+                    kind: None,
+                    links: 0,
+                })
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot stat `{}`", path.display())),
+        };
+        let t = meta.file_type();
+        let kind = match () {
+            _ if t.is_file() => FileKind::Regular,
+            _ if t.is_dir() => FileKind::Directory,
+            _ if t.is_fifo() => FileKind::Other("fifo".into()),
+            _ if t.is_socket() => FileKind::Other("socket".into()),
+            _ if t.is_char_device() => FileKind::Other("character special file".into()),
+            _ => FileKind::Other("block special file".into()),
+        };
+        Ok(Resolved {
+            real,
+            kind: Some(kind),
+            links: meta.nlink(),
+        })
+    }
+
     fn try_lock(&self, path: &Path) -> Result<Option<Box<dyn HostLock>>> {
         let file = OpenOptions::new()
             .create(true)
@@ -194,6 +226,29 @@ impl Host for LocalHost {
             }
         }
     }
+}
+
+/// `path` with its symlinks followed, also when the last one dangles (its target is where a
+/// new file goes); at most 40 links, as Linux allows.
+fn follow_links(path: &Path) -> Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::read_link(&path) {
+            Ok(target) => {
+                let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+                path = dir.join(target);
+            }
+            Err(_) => {
+                return Ok(match (path.parent(), path.file_name()) {
+                    (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => fs::canonicalize(dir)
+                        .unwrap_or(dir.to_path_buf())
+                        .join(name),
+                    _ => path,
+                })
+            }
+        }
+    }
+    anyhow::bail!("too many levels of symbolic links at `{}`", path.display())
 }
 
 /// The open file whose `flock` is the lock; closing it (drop) releases it.

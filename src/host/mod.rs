@@ -119,6 +119,25 @@ pub trait RandomWrite: Send {
     fn sync(&mut self) -> std::io::Result<()>;
 }
 
+/// What a path is once symlinks are followed (see [`Host::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The path with every symlink followed (the file a write must replace).
+    pub real: PathBuf,
+    /// `None` when nothing is there (a missing file, or a dangling link's target).
+    pub kind: Option<FileKind>,
+    /// Hard links to the file (1 for a file with one name).
+    pub links: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    /// A FIFO, socket or device, named as `stat` names it.
+    Other(String),
+}
+
 /// An advisory lock held on a host (see [`Host::try_lock`]); dropping it lets go.
 pub trait HostLock: Send + Sync {}
 
@@ -160,6 +179,30 @@ pub trait Host: Send + Sync {
     /// the guard is dropped, or when this process dies: the kernel lets go of a local lock, and
     /// over SSH sshd closes the session, which ends the remote holder.
     fn try_lock(&self, path: &Path) -> Result<Option<Box<dyn HostLock>>>;
+
+    /// Follow `path`'s symlinks and say what is at the end, without opening it (opening a FIFO
+    /// would block). This default runs GNU `readlink -f` and `stat -L` on the host.
+    fn resolve(&self, path: &Path) -> Result<Resolved> {
+        let path_s = path.to_str().context("path is not UTF-8")?;
+        let script =
+            r#"readlink -f -- "$1" && { stat -L -c '%F|%h' -- "$1" 2>/dev/null || echo missing; }"#;
+        let out = self.run_ok(&Command::new("sh").args(["-c", script, "sh", path_s]))?;
+        let text = out.stdout_text();
+        let mut lines = text.lines();
+        let real = PathBuf::from(lines.next().unwrap_or(path_s));
+        let (kind, links) = match lines.next().and_then(|l| l.rsplit_once('|')) {
+            None => (None, 0),
+            Some((kind, links)) => (
+                Some(match kind {
+                    "regular file" | "regular empty file" => FileKind::Regular,
+                    "directory" => FileKind::Directory,
+                    other => FileKind::Other(other.to_string()),
+                }),
+                links.trim().parse().unwrap_or(1),
+            ),
+        };
+        Ok(Resolved { real, kind, links })
+    }
 
     fn read(&self, path: &Path) -> Result<Vec<u8>> {
         self.read_opt(path)?
