@@ -171,3 +171,58 @@ fn a_dropped_ssh_connection_resumes_on_the_next_run() {
     assert!(r.hub.body_bytes() - first_run <= data.len() as u64 - recorded);
     assert_eq!(std::fs::read(r.dest()).unwrap(), data);
 }
+
+/// The root's lock over SSH is a real `flock` on the target: held while a run is going (a
+/// local `flock` on the same file is refused, `--no-wait` fails naming the holder), and let go
+/// when the holding run is killed with SIGKILL: sshd closes its session, which ends the remote
+/// holder, so the next run neither finds a stale lock nor a wrong file.
+#[test]
+fn the_root_lock_lives_on_the_target_and_dies_with_its_holder() {
+    use lifeos_spark::host::{Host, LocalHost};
+    let data = bytes_of(8 * MIB, 33);
+    let Some(r) = Remote::start(&data) else {
+        return;
+    };
+    r.hub.rate_limit(Some(MIB as u64));
+    let mut first = r
+        .cmd(&["pull", "--connections", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock_dir = r.server.home().join("comfyui/.lifeos");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lock_dir.join("lock.holder").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let local = LocalHost::new();
+    assert!(local.try_lock(&lock_dir.join("lock")).unwrap().is_none());
+    let out = r.run(&["pull", "--no-wait"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("held by pid {}", first.id())),
+        "{}",
+        text(&out)
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    r.hub.rate_limit(None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while local.try_lock(&lock_dir.join("lock")).unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's lock was never released"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = r.run(&["pull"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        sha256_hex(&std::fs::read(r.dest()).unwrap()),
+        sha256_hex(&data)
+    );
+}
