@@ -20,6 +20,8 @@ command -v make >/dev/null || need+=(make)
 command -v perl >/dev/null || need+=(perl)
 command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+[ -x /usr/bin/time ] || need+=(time)
+command -v flock >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq

@@ -569,3 +569,107 @@ fn tmp_backup(root: &Path) -> Vec<u8> {
     backup(root, &out, &[]);
     fs::read(out).unwrap()
 }
+
+/// The sha256 of `len` zero bytes, streamed.
+fn zeros_sha256(len: u64) -> String {
+    let chunk = vec![0u8; 1 << 20];
+    let mut sha = Sha256::new();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        sha.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    hex::encode(sha.finalize())
+}
+
+/// The sha256 of a file, streamed.
+fn file_sha256(path: &Path) -> String {
+    let mut file = fs::File::open(path).unwrap();
+    let mut sha = Sha256::new();
+    std::io::copy(&mut file, &mut sha).unwrap();
+    hex::encode(sha.finalize())
+}
+
+/// A restore of an archive holding one entry of `size` zeros (listed with `sha256`) under
+/// `/usr/bin/time -v`: its output and the child's peak RSS in bytes.
+fn restore_measured(dir: &Path, size: u64, sha256: &str) -> (Output, u64) {
+    use std::io::Read;
+    let archive = dir.join("big.tar.gz");
+    let listed = [
+        json!({"kind": "dir", "path": "workflows"}),
+        json!({"kind": "file", "path": "workflows/big.json", "size": size, "sha256": sha256, "mode": 0o640}),
+    ];
+    let manifest =
+        serde_json::to_vec(&json!({"format": "lifeos-spark-workflows/1", "entries": listed}))
+            .unwrap();
+    let file = fs::File::create(&archive).unwrap();
+    let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::fast()));
+    let name = "lifeos-spark-manifest.json";
+    let header = raw_header(name, EntryType::Regular, manifest.len() as u64, None);
+    tar.append(&header, manifest.as_slice()).unwrap();
+    let header = raw_header("workflows", EntryType::Directory, 0, None);
+    tar.append(&header, std::io::empty()).unwrap();
+    let header = raw_header("workflows/big.json", EntryType::Regular, size, None);
+    tar.append(&header, std::io::repeat(0).take(size)).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    assert!(
+        fs::metadata(&archive).unwrap().len() < 16 << 20,
+        "not a small archive"
+    );
+    let root = dir.join("root");
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(bin())
+        .args(restore_args(&archive, &root, &[]))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let peak_kb: u64 = stderr(&out)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .unwrap_or_else(|| panic!("no peak RSS in {}", stderr(&out)))
+        .parse()
+        .unwrap();
+    (out, peak_kb * 1024)
+}
+
+/// Restore streams: a 1 GiB entry (about 1 MB compressed) is restored with the child's peak
+/// RSS under 64 MiB, the file lands whole; the same entry with a wrong hash leaves nothing
+/// under the final name, nor a temp file beside it.
+#[test]
+fn a_1_gib_entry_restores_in_bounded_memory_and_a_wrong_one_leaves_nothing() {
+    require(
+        Path::new("/usr/bin/time").exists(),
+        "/usr/bin/time (GNU time)",
+    )
+    .expect("skipped");
+    const SIZE: u64 = 1 << 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let sha = zeros_sha256(SIZE);
+    let (out, peak) = restore_measured(tmp.path(), SIZE, &sha);
+    ok(out);
+    eprintln!("peak RSS restoring a 1 GiB entry: {} KiB", peak / 1024);
+    assert!(peak < 64 << 20, "peak RSS {peak} bytes");
+    let big = tmp.path().join("root/workflows/big.json");
+    assert_eq!(fs::metadata(&big).unwrap().len(), SIZE);
+    assert_eq!(
+        fs::metadata(&big).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    assert_eq!(file_sha256(&big), sha);
+
+    let bad = tempfile::tempdir().unwrap();
+    let (out, peak) = restore_measured(bad.path(), SIZE, &"0".repeat(64));
+    assert!(!out.status.success());
+    assert_contains(&stderr(&out), "does not match the manifest");
+    assert!(peak < 64 << 20, "peak RSS {peak} bytes");
+    let folder = bad.path().join("root/workflows");
+    let left: Vec<_> = fs::read_dir(&folder)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

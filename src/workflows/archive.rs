@@ -106,27 +106,47 @@ impl<R: Read> Read for Checked<R> {
     }
 }
 
-/// An entry that passed every check: its path is in the manifest, its kind matches, and a
-/// file's bytes have the manifest's size and sha256.
-pub enum Verified<'a> {
-    Dir(&'a str),
-    File {
-        path: &'a str,
-        mode: u32,
-        data: Vec<u8>,
-    },
+/// Where a file entry's bytes go while they are read and hashed: a temp file beside the
+/// destination, or nowhere (a verification pass, an entry left alone). Nothing takes the
+/// final name before [`Staged::commit`], which runs only once size and sha256 matched.
+pub trait Staged {
+    fn write(&mut self, chunk: &[u8]) -> Result<()>;
+    /// The bytes were verified: give them their final name.
+    fn commit(self: Box<Self>) -> Result<()>;
+    /// The bytes were wrong: remove whatever was staged.
+    fn abort(self: Box<Self>);
+}
+
+/// Bytes verified and dropped.
+pub struct Discard;
+
+impl Staged for Discard {
+    fn write(&mut self, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+    fn abort(self: Box<Self>) {}
 }
 
 /// What a reader hands the verified archive to: a dry pass, or an extraction.
 pub trait Sink {
     /// Called once, with the validated manifest, before any other entry.
     fn manifest(&mut self, manifest: &Manifest) -> Result<()>;
-    fn entry(&mut self, entry: Verified<'_>) -> Result<()>;
+    /// A folder listed in the manifest.
+    fn dir(&mut self, path: &str) -> Result<()>;
+    /// Where the bytes of the file at `path` (of `size` bytes, with `mode`) are staged.
+    fn file(&mut self, path: &str, size: u64, mode: u32) -> Result<Box<dyn Staged + '_>>;
 }
 
+/// Read size while streaming an entry: memory stays bounded whatever the entry size.
+const CHUNK: usize = 1 << 20;
+
 /// Read an archive: the manifest first, then each entry checked against it; at the end every
-/// manifest entry must have been seen. A file is held in memory (workflows are small JSON
-/// files) until its hash is checked, so no unverified byte ever reaches the sink.
+/// manifest entry must have been seen. A file is streamed, hashed on the way, into what the
+/// sink stages it in, and committed only once its size and hash match: no unverified byte
+/// ever takes a final name, and memory stays bounded (one chunk) whatever the entry size.
 pub fn read(input: impl Read, sink: &mut dyn Sink) -> Result<Manifest> {
     let mut archive = tar::Archive::new(GzDecoder::new(input));
     let mut entries = archive.entries().context("not a .tar.gz archive")?;
@@ -145,7 +165,7 @@ pub fn read(input: impl Read, sink: &mut dyn Sink) -> Result<Manifest> {
             seen.insert(path.clone()),
             "`{path}` appears twice in the archive"
         );
-        sink.entry(verify(entry, listed)?)?;
+        stream(entry, listed, sink)?;
     }
     if let Some(missing) = expected.keys().find(|p| !seen.contains(**p)) {
         bail!("`{missing}` is in the manifest but missing from the archive");
@@ -239,10 +259,10 @@ fn link_escapes(path: &str, target: &str, hard: bool) -> bool {
     false
 }
 
-fn verify<'a, R: Read>(mut entry: tar::Entry<'_, R>, listed: &'a Entry) -> Result<Verified<'a>> {
+fn stream<R: Read>(entry: tar::Entry<'_, R>, listed: &Entry, sink: &mut dyn Sink) -> Result<()> {
     let is_dir = entry.header().entry_type() == EntryType::Directory;
     match (listed, is_dir) {
-        (Entry::Dir { path }, true) => Ok(Verified::Dir(path)),
+        (Entry::Dir { path }, true) => sink.dir(path),
         (
             Entry::File {
                 path,
@@ -252,29 +272,60 @@ fn verify<'a, R: Read>(mut entry: tar::Entry<'_, R>, listed: &'a Entry) -> Resul
             },
             false,
         ) => {
-            let mut data = Vec::new();
-            (&mut entry).take(size + 1).read_to_end(&mut data)?;
-            ensure!(
-                data.len() as u64 == *size,
-                "`{path}` holds {} bytes, the manifest says {size}",
-                data.len()
-            );
-            let actual = hex::encode(Sha256::digest(&data));
-            ensure!(
-                actual == *sha256,
-                "`{path}` does not match the manifest: sha256 {actual}, expected {sha256}"
-            );
-            Ok(Verified::File {
-                path,
-                mode: *mode,
-                data,
-            })
+            let mut staged = sink.file(path, *size, *mode)?;
+            match copy_checked(entry, *size, sha256, path, staged.as_mut()) {
+                Ok(()) => staged.commit(),
+                Err(e) => {
+                    staged.abort();
+                    Err(e)
+                }
+            }
         }
         (listed, _) => bail!(
             "`{}` is a file in the manifest and a folder in the archive, or the reverse",
             listed.path()
         ),
     }
+}
+
+/// Copy the entry's bytes into `staged` chunk by chunk, hashing them; then check that there
+/// were exactly `size` of them with the manifest's sha256.
+fn copy_checked(
+    entry: impl Read,
+    size: u64,
+    sha256: &str,
+    path: &str,
+    staged: &mut dyn Staged,
+) -> Result<()> {
+    let mut reader = entry.take(size + 1);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("the archive is damaged"),
+        };
+        total += n as u64;
+        ensure!(
+            total <= size,
+            "`{path}` holds more bytes than the manifest's {size}"
+        );
+        hasher.update(&buf[..n]);
+        staged.write(&buf[..n])?;
+    }
+    ensure!(
+        total == size,
+        "`{path}` holds {total} bytes, the manifest says {size}"
+    );
+    let actual = hex::encode(hasher.finalize());
+    ensure!(
+        actual == sha256,
+        "`{path}` does not match the manifest: sha256 {actual}, expected {sha256}"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::archive::{Sink, Verified};
+use super::archive::{Discard, Sink, Staged};
 use super::manifest::{Entry, Manifest};
 use super::tree;
 use crate::defaults::WORKFLOW_FOLDERS;
 use crate::file_change::FileChange;
-use crate::host::{Command, Host};
+use crate::host::{temp_sibling, Command, Host, RandomWrite};
 use crate::ui::HintExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,9 @@ impl<'a> Extractor<'a> {
         })
     }
 
-    fn write_file(&mut self, path: &str, mode: u32, data: Vec<u8>) -> Result<()> {
+    /// Stage the file at `path`: in memory when small (written atomically at commit, as
+    /// before), else streamed into a temp file beside its destination.
+    fn stage(&mut self, path: &str, size: u64, mode: u32) -> Result<Box<dyn Staged + '_>> {
         let action = self.plan[path];
         let bucket = match action {
             Action::Unchanged => &mut self.outcome.unchanged,
@@ -111,22 +113,118 @@ impl<'a> Extractor<'a> {
         };
         bucket.push(path.to_string());
         if self.dry_run || matches!(action, Action::Unchanged | Action::Conflict) {
-            return Ok(());
+            return Ok(Box::new(Discard));
         }
         let dest = self.root.join(path);
-        self.outcome.bytes_written += data.len() as u64;
-        if action == Action::Replace {
-            // Keeps the replaced file's mode and owner, and a backup of it beside it.
-            let change = FileChange::plan(self.host, &dest, |_| Ok(data))?;
-            self.outcome
-                .backups
-                .extend(change.apply(self.host, mode, true)?);
-            return Ok(());
-        }
+        self.outcome.bytes_written += size;
         if let Some(parent) = dest.parent() {
             self.host.mkdir_p(parent)?;
         }
-        self.host.write_atomic(&dest, &data, Some(mode & 0o777))
+        let body = match size <= IN_MEMORY_MAX {
+            true => Body::Memory(Vec::with_capacity(size as usize)),
+            false => {
+                let tmp = temp_sibling(&dest)?;
+                let file = self.host.open_write(&tmp)?;
+                Body::File {
+                    tmp,
+                    file,
+                    offset: 0,
+                }
+            }
+        };
+        Ok(Box::new(ToHost {
+            host: self.host,
+            dest,
+            mode,
+            replace: action == Action::Replace,
+            backups: &mut self.outcome.backups,
+            body,
+        }))
+    }
+}
+
+/// Files up to this size are staged in memory (workflows are small JSON files); larger ones
+/// go to a temp file, so memory stays bounded whatever an archive holds.
+const IN_MEMORY_MAX: u64 = 8 << 20;
+
+enum Body {
+    Memory(Vec<u8>),
+    File {
+        tmp: PathBuf,
+        file: Box<dyn RandomWrite>,
+        offset: u64,
+    },
+}
+
+/// A file entry on its way to `dest` on `host`.
+struct ToHost<'a> {
+    host: &'a dyn Host,
+    dest: PathBuf,
+    mode: u32,
+    replace: bool,
+    backups: &'a mut Vec<PathBuf>,
+    body: Body,
+}
+
+impl Staged for ToHost<'_> {
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        match &mut self.body {
+            Body::Memory(data) => data.extend_from_slice(chunk),
+            Body::File { tmp, file, offset } => {
+                file.write_at(*offset, chunk)
+                    .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+                *offset += chunk.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        let ToHost {
+            host,
+            dest,
+            mode,
+            replace,
+            backups,
+            body,
+        } = *self;
+        match body {
+            // Keeps the replaced file's mode and owner, and a backup of it beside it.
+            Body::Memory(data) if replace => {
+                let change = FileChange::plan(host, &dest, |_| Ok(data))?;
+                backups.extend(change.apply(host, mode, true)?);
+                Ok(())
+            }
+            Body::Memory(data) => host.write_atomic(&dest, &data, Some(mode & 0o777)),
+            Body::File { tmp, mut file, .. } => {
+                let placed = (|| -> Result<()> {
+                    file.sync()
+                        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+                    drop(file);
+                    let tmp_s = tmp.to_str().context("path is not UTF-8")?;
+                    let mode_s = format!("{:o}", mode & 0o7777);
+                    host.run_ok(&Command::new("chmod").args([mode_s.as_str(), "--", tmp_s]))?;
+                    if replace {
+                        // The old bytes keep their inode (mode, owner) under the backup name.
+                        let backup = crate::step::backup_path(&dest);
+                        host.rename(&dest, &backup)?;
+                        backups.push(backup);
+                    }
+                    host.rename(&tmp, &dest)
+                })();
+                if placed.is_err() {
+                    let _ = host.remove_file(&tmp);
+                }
+                placed
+            }
+        }
+    }
+
+    fn abort(self: Box<Self>) {
+        if let Body::File { tmp, file, .. } = self.body {
+            drop(file);
+            let _ = self.host.remove_file(&tmp);
+        }
     }
 }
 
@@ -140,17 +238,16 @@ impl Sink for Extractor<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, entry: Verified<'_>) -> Result<()> {
-        match entry {
-            Verified::Dir(path) => {
-                if self.plan[path] == Action::Create && !self.dry_run {
-                    self.host.mkdir_p(&self.root.join(path))?;
-                    self.outcome.folders_created += 1;
-                }
-                Ok(())
-            }
-            Verified::File { path, mode, data } => self.write_file(path, mode, data),
+    fn dir(&mut self, path: &str) -> Result<()> {
+        if self.plan[path] == Action::Create && !self.dry_run {
+            self.host.mkdir_p(&self.root.join(path))?;
+            self.outcome.folders_created += 1;
         }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, size: u64, mode: u32) -> Result<Box<dyn Staged + '_>> {
+        self.stage(path, size, mode)
     }
 }
 
@@ -162,8 +259,12 @@ impl Sink for VerifyOnly {
         Ok(())
     }
 
-    fn entry(&mut self, _: Verified<'_>) -> Result<()> {
+    fn dir(&mut self, _: &str) -> Result<()> {
         Ok(())
+    }
+
+    fn file(&mut self, _: &str, _: u64, _: u32) -> Result<Box<dyn Staged + '_>> {
+        Ok(Box::new(Discard))
     }
 }
 

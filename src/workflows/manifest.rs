@@ -14,6 +14,10 @@ pub const MANIFEST_NAME: &str = "lifeos-spark-manifest.json";
 const FORMAT: &str = "lifeos-spark-workflows/1";
 /// A manifest larger than this is not one of ours (100k files is about 20 MB of JSON).
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// The most entries a restore accepts: a workflows folder with more is not one a person made.
+pub const MAX_ENTRIES: usize = 100_000;
+/// The largest file a restore accepts (workflows are JSON; a few GB is already an oddity).
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -76,6 +80,11 @@ impl Manifest {
             "unknown manifest format `{}` (this tool reads `{FORMAT}`)",
             self.format
         );
+        ensure!(
+            self.entries.len() <= MAX_ENTRIES,
+            "the manifest lists {} entries; a workflows archive holds at most {MAX_ENTRIES}",
+            self.entries.len()
+        );
         for pair in self.entries.windows(2) {
             ensure!(
                 pair[0].path() < pair[1].path(),
@@ -85,7 +94,14 @@ impl Manifest {
         }
         for entry in &self.entries {
             check_path(entry.path())?;
-            if let Entry::File { path, sha256, .. } = entry {
+            if let Entry::File {
+                path, size, sha256, ..
+            } = entry
+            {
+                ensure!(
+                    *size <= MAX_FILE_BYTES,
+                    "`{path}` is {size} bytes; a restore accepts files up to {MAX_FILE_BYTES} bytes"
+                );
                 let hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
                 ensure!(
                     hex,
@@ -193,5 +209,24 @@ mod tests {
             .unwrap()
             .replace("\"file\"", "\"symlink\"");
         assert!(Manifest::from_json(json.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn entry_count_and_size_are_capped() {
+        let big = Manifest::new(vec![Entry::File {
+            path: "workflows/big".into(),
+            size: MAX_FILE_BYTES + 1,
+            sha256: "a".repeat(64),
+            mode: 0o644,
+        }]);
+        let err = big.validate().unwrap_err().to_string();
+        assert!(err.contains("`workflows/big` is 4294967297 bytes"), "{err}");
+        let many = Manifest::new(
+            (0..=MAX_ENTRIES)
+                .map(|i| file(&format!("workflows/{i:06}")))
+                .collect(),
+        );
+        let err = many.validate().unwrap_err().to_string();
+        assert!(err.contains("100001 entries"), "{err}");
     }
 }
