@@ -24,3 +24,4 @@ pub mod step;
 pub mod system;
 pub mod ui;
 pub mod workflows;
+pub mod yaml;

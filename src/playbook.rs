@@ -183,6 +183,7 @@ impl Playbook {
 
     pub fn parse(text: &str, source: &str) -> Result<Playbook> {
         let playbook: Playbook = serde_yaml::from_str(text)
+            .map_err(|e| anyhow::anyhow!(crate::yaml::located(&e, source)))
             .with_context(|| format!("invalid playbook `{source}`"))
             .hint("compare with the embedded playbooks in `playbooks/`")?;
         playbook.validate(text, source)?;
@@ -305,9 +306,7 @@ mod tests {
         let unknown = format!("{text}colour: blue\n");
         let err = format!("{:#}", Playbook::parse(&unknown, "my.yaml").unwrap_err());
         assert!(
-            err.contains("my.yaml")
-                && err.contains("unknown field `colour`")
-                && err.contains("line"),
+            err.contains("my.yaml:24:1:") && err.contains("unknown field `colour`"),
             "{err}"
         );
         let bind = text.replace("bind: 0.0.0.0", "bind: everywhere");

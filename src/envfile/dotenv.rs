@@ -70,8 +70,25 @@ pub fn set(text: &str, updates: &[(String, String)]) -> Result<String> {
                 &format!("{key}={}", encode(key, value, Quote::None)?),
             ),
         }
+        // A quote opened and never closed earlier in the file swallows what follows it (as
+        // python-dotenv reads it): the new line would not be read back.
+        if get(&text, key).as_ref() != Some(value) {
+            let line = unclosed_quote_line(&text).map_or(String::new(), |l| format!(" (line {l})"));
+            return Err(anyhow::anyhow!(
+                "`{key}` would not read back as set: the file has a quote that is never closed{line}"
+            ))
+            .hint("close the quote on that line, then run again");
+        }
     }
     Ok(text)
+}
+
+/// The line (1-based) of the first value whose quote runs past its own line.
+fn unclosed_quote_line(text: &str) -> Option<usize> {
+    parse(text)
+        .into_iter()
+        .find(|a| a.quote != Quote::None && text[a.raw.clone()].contains('\n'))
+        .map(|a| text[..a.raw.start].matches('\n').count() + 1)
 }
 
 /// `text` with the values of keys `hide` picks replaced by `********` (for diffs and listings
@@ -337,6 +354,14 @@ mod tests {
         assert_eq!(get(text, "F").as_deref(), Some("multi\nline"));
         assert_eq!(get(text, "G").as_deref(), Some("after"));
         assert_eq!(get(text, "line\""), None);
+    }
+
+    #[test]
+    fn a_set_swallowed_by_an_unclosed_quote_is_refused_naming_its_line() {
+        // Found by tests/properties.rs: `A='` runs to the end of the file.
+        let err = set("X=1\nA='\n", &[("A0".into(), "{".into())]).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("`A0` would not read back"), "{text}");
     }
 
     #[test]

@@ -242,16 +242,7 @@ impl Manifest {
 }
 
 fn syntax_error(err: serde_yaml::Error, source: &str) -> anyhow::Error {
-    let text = err.to_string();
-    // serde_yaml appends " at line L column C"; the location goes in front, as compilers do.
-    let message = text
-        .rfind(" at line ")
-        .map_or(text.as_str(), |i| &text[..i]);
-    let at = match err.location() {
-        Some(l) => format!("{source}:{}:{}", l.line(), l.column()),
-        None => source.to_string(),
-    };
-    anyhow!("{at}: {message}")
+    anyhow!(crate::yaml::located(&err, source))
         .context(format!("invalid manifest `{source}`"))
         .context(crate::ui::Hint(
             "fields are name, description, models (id, url, dest, size, sha256); see `manifests/sdxl-faceid.yaml`".to_string(),

@@ -61,6 +61,7 @@ impl NodeList {
 
     pub fn parse(text: &str, source: &str) -> Result<NodeList> {
         let list: NodeList = serde_yaml::from_str(text)
+            .map_err(|e| anyhow!(crate::yaml::located(&e, source)))
             .with_context(|| format!("invalid node list `{source}`"))
             .hint("each node needs `id`, `repo`, `commit`; optional `pip`, `rewrite`, `proves`")?;
         let mut ids = HashSet::new();
@@ -151,7 +152,7 @@ mod tests {
             format!("nodes:\n  - id: a\n    repo: r\n    commit: {sha}\n    branch: main\n");
         let err = format!("{:#}", NodeList::parse(&unknown, "n.yaml").unwrap_err());
         assert!(
-            err.contains("unknown field `branch`") && err.contains("line 5"),
+            err.contains("unknown field `branch`") && err.contains("n.yaml:5:5:"),
             "{err}"
         );
     }
