@@ -356,3 +356,48 @@ fn hf_endpoint_moves_hub_urls_to_the_mirror_and_the_token_goes_only_there() {
     assert_eq!(doc["files"][0]["url"], rewritten.as_str());
     assert!(!text(&out).contains("hf_mirrortoken"));
 }
+
+/// Every `dest` form that would collide with the downloader's own files (or the root, or the
+/// lock) is refused before anything is fetched or written; a collision names both entries
+/// with their lines.
+#[test]
+fn each_refused_dest_form_is_refused_naming_file_line_and_both_entries() {
+    let env = Env::new();
+    let data = bytes_of(1000, 7);
+    env.hub.put("/m", data.clone(), "e1");
+    let sha = sha256_hex(&data);
+    let cases = [
+        (
+            "models/m.bin.part",
+            "is the partial download of another entry's dest",
+        ),
+        ("models/m.bin.part.json", "is the partial download record"),
+        ("models/.m.bin.verified", "is the verification stamp"),
+        ("models/m.bin", "is also the dest of `models[0]`"),
+        ("models", "is a folder of another entry's dest"),
+        (".", "names a folder"),
+        ("models/x.part", "ends in `.part`"),
+        ("models/.x.verified", "ends in `.verified`"),
+        (".lifeos/lock", "where the tool keeps its lock"),
+    ];
+    for (dest, why) in cases {
+        let path = env.dir.path().join("refused.yaml");
+        let yaml = format!(
+            "name: t\nmodels:\n  - id: a\n    url: {url}\n    dest: models/m.bin\n    size: 1000\n    sha256: {sha}\n  - id: b\n    url: {url}\n    dest: \"{dest}\"\n    size: 1000\n    sha256: {sha}\n",
+            url = env.hub.url("/m")
+        );
+        std::fs::write(&path, yaml).unwrap();
+        let out = env.run(&path, &["pull"]);
+        assert_eq!(out.status.code(), Some(1), "{dest}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let at = format!("{}:10:11: `models[1].dest` (id `b`)", path.display());
+        assert!(err.contains(&at), "{dest}: want {at} in {err}");
+        assert!(err.contains(why), "{dest}: want {why} in {err}");
+        if why.contains("another entry") || why.contains("models[0]") {
+            let other = format!("(`models[0]`, id `a`, at {}:5:11)", path.display());
+            assert!(err.contains(&other), "{dest}: {err}");
+        }
+        assert!(!env.root().exists(), "{dest}: something was written");
+        assert!(env.hub.seen().is_empty(), "{dest}: something was fetched");
+    }
+}
