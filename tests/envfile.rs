@@ -292,20 +292,26 @@ fn ok_set(dir: &Path, assignment: &str) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// A real sshd whose `lifeos-box` alias the client trusts; `None` (skipped) without sshd.
+fn ssh_box(client: &support::ClientHome) -> Option<support::SshServer> {
+    let server = support::SshServer::start(support::SshServerConfig {
+        gpu_profile: None,
+        docker_host: None,
+        authorized_keys: vec![client.public_key()],
+    })?;
+    client.add_alias("lifeos-box", &server);
+    client.trust(&server);
+    Some(server)
+}
+
 /// `env set --host`: the file is edited on the SSH host, through SFTP and `mv`, not locally.
 #[test]
 fn set_over_ssh_edits_the_remote_file_in_place() {
     use support::*;
     let client = ClientHome::new();
-    let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: None,
-        docker_host: None,
-        authorized_keys: vec![client.public_key()],
-    }) else {
+    let Some(server) = ssh_box(&client) else {
         return;
     };
-    client.add_alias("lifeos-box", &server);
-    client.trust(&server);
     let remote = server.home().join(".env");
     fs::write(&remote, FIXTURE).unwrap();
     fs::set_permissions(&remote, fs::Permissions::from_mode(0o600)).unwrap();
@@ -396,15 +402,9 @@ fn set_on_a_symlinked_env_edits_the_real_file_and_keeps_the_link() {
 fn set_over_ssh_on_a_symlinked_env_edits_the_real_file() {
     use support::*;
     let client = ClientHome::new();
-    let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: None,
-        docker_host: None,
-        authorized_keys: vec![client.public_key()],
-    }) else {
+    let Some(server) = ssh_box(&client) else {
         return;
     };
-    client.add_alias("lifeos-box", &server);
-    client.trust(&server);
     let real = linked_fixture(&server.home(), 0o600);
     let out = client
         .lifeos()

@@ -50,19 +50,7 @@ impl Env {
 
     /// The binary as an operator on this machine would run it, with a clean HOME (no token).
     fn cmd(&self, manifest: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"));
-        cmd.env("HOME", self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_HOME")
-            .env_remove("HF_ENDPOINT")
-            .arg("models")
-            .args(args)
-            .arg("--manifest")
-            .arg(manifest)
-            .arg("--root")
-            .arg(self.root());
-        cmd
+        fake_hub::models_cmd(self.dir.path(), manifest, &self.root(), args)
     }
 
     fn run(&self, manifest: &Path, args: &[&str]) -> Output {
@@ -112,12 +100,7 @@ impl Env {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    fake_hub::output_text(out)
 }
 
 #[test]

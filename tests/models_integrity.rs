@@ -51,19 +51,7 @@ impl Env {
     }
 
     fn cmd(&self, manifest: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"));
-        cmd.env("HOME", self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_HOME")
-            .env_remove("HF_ENDPOINT")
-            .arg("models")
-            .args(args)
-            .arg("--manifest")
-            .arg(manifest)
-            .arg("--root")
-            .arg(self.root());
-        cmd
+        fake_hub::models_cmd(self.dir.path(), manifest, &self.root(), args)
     }
 
     fn run(&self, manifest: &Path, args: &[&str]) -> Output {
@@ -72,12 +60,7 @@ impl Env {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    fake_hub::output_text(out)
 }
 
 fn sha_of(path: &Path) -> Option<String> {

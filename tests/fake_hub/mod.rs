@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +73,34 @@ struct Shared {
 pub struct FakeHub {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+}
+
+/// `lifeos-spark models ARGS --manifest MANIFEST --root ROOT` as an operator on this machine
+/// would run it, with `home` as HOME and no Hugging Face variables (no token, no mirror).
+pub fn models_cmd(home: &Path, manifest: &Path, root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeos-spark"));
+    cmd.env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HOME")
+        .env_remove("HF_ENDPOINT")
+        .arg("models")
+        .args(args)
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--root")
+        .arg(root);
+    cmd
+}
+
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
