@@ -8,28 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use fake_hub::{bytes_of, sha256_hex, FakeHub};
+use fake_hub::{bytes_of, sha256_hex};
 use serde_json::Value;
 
 const MIB: usize = 1 << 20;
 
-struct Env {
-    dir: tempfile::TempDir,
-    hub: FakeHub,
-}
+type Env = fake_hub::CliEnv;
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            hub: FakeHub::start(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("comfyui")
-    }
-
     fn dest(&self) -> PathBuf {
         self.root().join("models/checkpoints/m.safetensors")
     }
@@ -46,15 +32,6 @@ impl Env {
         );
         std::fs::write(&path, text).unwrap();
         path
-    }
-
-    /// The binary as an operator on this machine would run it, with a clean HOME (no token).
-    fn cmd(&self, manifest: &Path, args: &[&str]) -> Command {
-        fake_hub::models_cmd(self.dir.path(), manifest, &self.root(), args)
-    }
-
-    fn run(&self, manifest: &Path, args: &[&str]) -> Output {
-        self.cmd(manifest, args).output().unwrap()
     }
 
     fn json(&self, manifest: &Path, args: &[&str]) -> (Value, Output) {

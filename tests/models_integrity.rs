@@ -5,7 +5,7 @@
 mod fake_hub;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_hub::{bytes_of, sha256_hex, FakeHub, Fault};
@@ -13,23 +13,9 @@ use serde_json::Value;
 
 const MIB: usize = 1 << 20;
 
-struct Env {
-    dir: tempfile::TempDir,
-    hub: FakeHub,
-}
+type Env = fake_hub::CliEnv;
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            hub: FakeHub::start(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("comfyui")
-    }
-
     fn dest(&self) -> PathBuf {
         self.root().join("models/m.bin")
     }
@@ -48,14 +34,6 @@ impl Env {
         );
         std::fs::write(&path, text).unwrap();
         path
-    }
-
-    fn cmd(&self, manifest: &Path, args: &[&str]) -> Command {
-        fake_hub::models_cmd(self.dir.path(), manifest, &self.root(), args)
-    }
-
-    fn run(&self, manifest: &Path, args: &[&str]) -> Output {
-        self.cmd(manifest, args).output().unwrap()
     }
 }
 

@@ -75,6 +75,35 @@ pub struct FakeHub {
     shared: Arc<Shared>,
 }
 
+/// A temp HOME with a deployment root in it, and a hub serving the files: what every test of
+/// the `models` commands through the binary starts from. Test files add their own methods.
+pub struct CliEnv {
+    pub dir: tempfile::TempDir,
+    pub hub: FakeHub,
+}
+
+impl CliEnv {
+    pub fn new() -> CliEnv {
+        CliEnv {
+            dir: tempfile::tempdir().unwrap(),
+            hub: FakeHub::start(),
+        }
+    }
+
+    pub fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("comfyui")
+    }
+
+    /// The binary as an operator on this machine would run it, with a clean HOME (no token).
+    pub fn cmd(&self, manifest: &Path, args: &[&str]) -> Command {
+        models_cmd(self.dir.path(), manifest, &self.root(), args)
+    }
+
+    pub fn run(&self, manifest: &Path, args: &[&str]) -> Output {
+        self.cmd(manifest, args).output().unwrap()
+    }
+}
+
 /// `lifeos-spark models ARGS --manifest MANIFEST --root ROOT` as an operator on this machine
 /// would run it, with `home` as HOME and no Hugging Face variables (no token, no mirror).
 pub fn models_cmd(home: &Path, manifest: &Path, root: &Path, args: &[&str]) -> Command {
