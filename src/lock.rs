@@ -65,6 +65,12 @@ impl Drop for Held {
 type Registry = Mutex<HashMap<(String, PathBuf), Weak<Held>>>;
 static HELD: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Default::default);
 
+/// The lock a run that writes must hold: `None` only in a dry run, which writes nothing.
+pub fn held(lock: &Option<RootLock>) -> Result<&RootLock> {
+    lock.as_ref()
+        .ok_or_else(|| anyhow!("internal error: a write without the root's lock"))
+}
+
 /// The lock file of `root`.
 pub fn lock_path(root: &Path) -> PathBuf {
     root.join(LOCK_DIR).join(LOCK_FILE)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use fake_hub::{bytes_of, sha256_hex};
 use lifeos_spark::host::{Host, LocalHost};
+use lifeos_spark::lock::RootLock;
 use lifeos_spark::models::copy::{self, Source};
 use lifeos_spark::models::manifest::Manifest;
 use lifeos_spark::models::verify::Stamp;
@@ -209,7 +210,9 @@ fn the_source_counts_only_when_its_files_hash_to_the_manifest_and_is_not_written
     assert!(!s.source_has_all(), "right size, other bytes");
 
     // A current stamp is trusted as it is by `models pull`: no hashing.
-    Stamp::record(&s.host, &s.source().join(B), &sha256_hex(&s.b)).unwrap();
+    let lock = RootLock::acquire(&s.host, &s.source(), &printer()).unwrap();
+    Stamp::record(&s.host, &s.source().join(B), &sha256_hex(&s.b), &lock).unwrap();
+    drop(lock);
     assert!(s.source_has_all(), "a current stamp counts");
 
     s.put(&s.source(), B, &s.b[..1000]);

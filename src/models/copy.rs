@@ -13,6 +13,7 @@ use super::manifest::{Manifest, ModelFile};
 use super::partial::{self, Resume};
 use super::verify::{self, Presence, Stamp};
 use crate::host::Host;
+use crate::lock::{held, RootLock};
 use crate::step::{Outcome, StepReport};
 use crate::ui::{HintExt, Printer};
 
@@ -52,6 +53,10 @@ pub fn copy_all(
 ) -> Result<(Vec<StepReport>, u64)> {
     let mut steps = Vec::new();
     let mut copied = 0;
+    let lock = match dry_run {
+        true => None,
+        false => Some(RootLock::acquire(to, to_root, printer)?),
+    };
     for file in &manifest.models {
         let dest = to_root.join(&file.dest);
         let name = format!("model {}", file.id);
@@ -62,7 +67,7 @@ pub fn copy_all(
                 steps.push(StepReport::new(name, Outcome::WouldChange, "would verify"));
                 continue;
             }
-            Presence::Unverified => verify::verify_and_stamp(to, file, &dest)?,
+            Presence::Unverified => verify::verify_and_stamp(to, file, &dest, held(&lock)?)?,
             Presence::Absent => false,
         };
         if in_place {
@@ -100,7 +105,7 @@ pub fn copy_all(
             source.host.name(),
             to.name()
         ));
-        copied += copy_file(source.host, &src, to, &dest, file)?;
+        copied += copy_file(source.host, &src, to, &dest, file, held(&lock)?)?;
         steps.push(StepReport::new(
             name,
             Outcome::Changed,
@@ -117,6 +122,7 @@ fn copy_file(
     to: &dyn Host,
     dest: &Path,
     file: &ModelFile,
+    lock: &RootLock,
 ) -> Result<u64> {
     let part = partial::part_path(dest);
     let start = match partial::inspect(to, file, dest)? {
@@ -173,7 +179,7 @@ fn copy_file(
         .hint("the source's copy is damaged: use `--models-from internet`");
     }
     to.rename(&part, dest)?;
-    Stamp::record(to, dest, &got)?;
+    Stamp::record(to, dest, &got, lock)?;
     Ok(file.size - start)
 }
 

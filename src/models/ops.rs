@@ -24,7 +24,7 @@ use super::progress::Progress;
 use super::report::*;
 use super::verify::{self, Presence, Stamp};
 use crate::host::{Command, Host};
-use crate::lock::RootLock;
+use crate::lock::{held, RootLock};
 use crate::system;
 use crate::ui::{HintExt, Printer};
 
@@ -73,7 +73,7 @@ pub fn pull(
     let host = target.host.as_ref();
     let root = target.root()?;
     // Held from the plan to the last stamp: another run's bytes never get this run's stamp.
-    let _lock = match opts.dry_run {
+    let lock = match opts.dry_run {
         true => None,
         false => Some(RootLock::acquire(host, &root, printer)?),
     };
@@ -85,7 +85,7 @@ pub fn pull(
         .map(|(f, d)| plan_file(host, f, d))
         .collect::<Result<Vec<_>>>()?;
     if !opts.dry_run {
-        check_unstamped(host, &files, &dests, &mut plans, printer)?;
+        check_unstamped(host, &files, &dests, &mut plans, printer, held(&lock)?)?;
     }
     link_duplicates(&files, &mut plans);
     let needed_bytes = needed(&files, &plans);
@@ -127,15 +127,14 @@ pub fn pull(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(execute(
+    let run = Run {
         target,
-        &files,
-        &dests,
-        &plans,
-        opts,
-        printer,
-        &mut report,
-    ))?;
+        files: &files,
+        dests: &dests,
+        plans: &plans,
+        lock: held(&lock)?,
+    };
+    runtime.block_on(execute(&run, opts, printer, &mut report))?;
     report.fetched_bytes = report.files.iter().map(|f| f.fetched_bytes).sum();
     Ok(report)
 }
@@ -173,6 +172,7 @@ fn check_unstamped(
     dests: &[PathBuf],
     plans: &mut [Plan],
     printer: &Printer,
+    lock: &RootLock,
 ) -> Result<()> {
     for ((file, dest), plan) in files.iter().zip(dests).zip(plans.iter_mut()) {
         if *plan != Plan::Check {
@@ -182,7 +182,7 @@ fn check_unstamped(
             "verifying `{}` (already there, never verified)",
             file.id
         ));
-        *plan = if verify::verify_and_stamp(host, file, dest)? {
+        *plan = if verify::verify_and_stamp(host, file, dest, lock)? {
             Plan::Present
         } else {
             printer.warn(format!(
@@ -255,15 +255,28 @@ fn entry(file: &ModelFile, dest: &Path, plan: &Plan, files: &[ModelFile]) -> Pul
 
 /// Fetch every `Fetch` file, `jobs` at a time, then the links; Ctrl-C / SIGTERM stops all
 /// of them cleanly (partials recorded).
+/// What a pull acts on once planned, under the root's lock.
+struct Run<'a> {
+    target: &'a Target,
+    files: &'a [ModelFile],
+    dests: &'a [PathBuf],
+    plans: &'a [Plan],
+    lock: &'a RootLock,
+}
+
 async fn execute(
-    target: &Target,
-    files: &[ModelFile],
-    dests: &[PathBuf],
-    plans: &[Plan],
+    run: &Run<'_>,
     opts: &PullOptions,
     printer: &Printer,
     report: &mut PullReport,
 ) -> Result<()> {
+    let Run {
+        target,
+        files,
+        dests,
+        plans,
+        lock,
+    } = *run;
     let transport = Transport::new(opts.hub.clone())?;
     let total = files
         .iter()
@@ -288,7 +301,12 @@ async fn execute(
             dest: dests[i].clone(),
         };
         let (progress, cancel) = (&progress, cancel.clone());
-        async move { (i, pull_one(request, &opts.fetch, progress, cancel).await) }
+        async move {
+            (
+                i,
+                pull_one(request, &opts.fetch, progress, cancel, lock).await,
+            )
+        }
     })
     .buffer_unordered(opts.jobs.max(1))
     .collect::<Vec<_>>()
@@ -319,6 +337,7 @@ async fn execute(
                         &dests[*from],
                         &dests[i],
                         files[i].sha256.clone(),
+                        lock.clone(),
                     )
                     .await
                 }
@@ -373,6 +392,7 @@ async fn pull_one(
     opts: &FetchOptions,
     progress: &Progress,
     cancel: watch::Receiver<bool>,
+    lock: &RootLock,
 ) -> Result<Fetched> {
     let file = req.file;
     let mut fetched_total = 0;
@@ -383,8 +403,8 @@ async fn pull_one(
         let host = req.host.clone();
         let dest = req.dest.clone();
         if file.sha256.as_ref().is_none_or(|s| *s == fetched.sha256) {
-            let sha = fetched.sha256.clone();
-            blocking(move || finalize(host.as_ref(), &dest, &sha)).await?;
+            let (sha, lock) = (fetched.sha256.clone(), lock.clone());
+            blocking(move || finalize(host.as_ref(), &dest, &sha, &lock)).await?;
             progress.finished(&file.id, fetched_total, started);
             return Ok(Fetched {
                 fetched: fetched_total,
@@ -404,9 +424,9 @@ async fn pull_one(
 }
 
 /// The `.part` becomes the file: sync happened in the sink; rename, stamp, drop the record.
-fn finalize(host: &dyn Host, dest: &Path, sha256: &str) -> Result<()> {
+fn finalize(host: &dyn Host, dest: &Path, sha256: &str, lock: &RootLock) -> Result<()> {
     host.rename(&partial::part_path(dest), dest)?;
-    Stamp::record(host, dest, sha256)?;
+    Stamp::record(host, dest, sha256, lock)?;
     host.remove_file(&partial::state_path(dest))
 }
 
@@ -418,6 +438,7 @@ async fn link_or_copy(
     from: &Path,
     to: &Path,
     sha256: Option<String>,
+    lock: RootLock,
 ) -> Result<()> {
     let (from, to) = (from.to_path_buf(), to.to_path_buf());
     blocking(move || {
@@ -429,7 +450,7 @@ async fn link_or_copy(
             copy_beside(host, &from, &to)?;
         }
         if let Some(sha) = sha256 {
-            Stamp::record(host, &to, &sha)?;
+            Stamp::record(host, &to, &sha, &lock)?;
         }
         partial::discard(host, &to)
     })
@@ -473,7 +494,7 @@ pub fn verify(
     let host = target.host.as_ref();
     let root = target.root()?;
     // Verification writes stamps: only while no other run is changing the files.
-    let _lock = RootLock::acquire(host, &root, printer)?;
+    let lock = RootLock::acquire(host, &root, printer)?;
     let files = manifest.select(only)?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Result<VerifyEntry>>>> =
@@ -483,7 +504,7 @@ pub fn verify(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(file) = files.get(i) else { break };
-                let entry = verify_file(host, file, &root.join(&file.dest));
+                let entry = verify_file(host, file, &root.join(&file.dest), &lock);
                 if let Ok(e) = &entry {
                     printer.status(format!("verified `{}`: {}", e.id, e.status.label()));
                 }
@@ -510,7 +531,12 @@ pub fn verify(
     })
 }
 
-fn verify_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<VerifyEntry> {
+fn verify_file(
+    host: &dyn Host,
+    file: &ModelFile,
+    dest: &Path,
+    lock: &RootLock,
+) -> Result<VerifyEntry> {
     let mut entry = VerifyEntry {
         id: file.id.clone(),
         dest: dest.to_path_buf(),
@@ -534,7 +560,7 @@ fn verify_file(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<VerifyE
     };
     let actual = verify::hash_file(host, dest)?;
     entry.status = if actual == *expected {
-        Stamp::record(host, dest, &actual)?;
+        Stamp::record(host, dest, &actual, lock)?;
         VerifyStatus::Ok
     } else {
         VerifyStatus::WrongHash

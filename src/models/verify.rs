@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::ModelFile;
 use crate::host::{Command, FileStat, Host};
+use crate::lock::RootLock;
 
 /// SHA-256 over chunks that may arrive out of order (parallel range connections). Chunks at the
 /// hash position are hashed at once; later ones wait here until the gap before them is filled.
@@ -127,7 +128,12 @@ pub fn presence(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<Presen
 
 /// Hash an [`Presence::Unverified`] file; stamp it when it has the manifest's sha256.
 /// Whether it has.
-pub fn verify_and_stamp(host: &dyn Host, file: &ModelFile, dest: &Path) -> Result<bool> {
+pub fn verify_and_stamp(
+    host: &dyn Host,
+    file: &ModelFile,
+    dest: &Path,
+    lock: &RootLock,
+) -> Result<bool> {
     let Some(want) = &file.sha256 else {
         return Ok(true);
     };
@@ -135,7 +141,7 @@ pub fn verify_and_stamp(host: &dyn Host, file: &ModelFile, dest: &Path) -> Resul
     if sha != *want {
         return Ok(false);
     }
-    Stamp::record(host, dest, &sha)?;
+    Stamp::record(host, dest, &sha, lock)?;
     Ok(true)
 }
 
@@ -165,8 +171,9 @@ impl Stamp {
         Ok(stamp.sha256 == sha256 && stamp.size == stat.size && stamp.mtime == stat.mtime)
     }
 
-    /// Record that `dest`, as it is now, has `sha256`.
-    pub fn record(host: &dyn Host, dest: &Path, sha256: &str) -> Result<()> {
+    /// Record that `dest`, as it is now, has `sha256`: only a run holding the root's lock
+    /// (`_held`) may, so another run's bytes never get this run's stamp.
+    pub fn record(host: &dyn Host, dest: &Path, sha256: &str, _held: &RootLock) -> Result<()> {
         let stat = host
             .stat(dest)?
             .with_context(|| format!("`{}` vanished after verification", dest.display()))?;
@@ -219,7 +226,14 @@ mod tests {
         let host = crate::host::LocalHost::new();
         let dest = dir.path().join("m.bin");
         std::fs::write(&dest, b"abc").unwrap();
-        Stamp::record(&host, &dest, &sha(b"abc")).unwrap();
+        let printer = crate::ui::Printer {
+            verbosity: crate::ui::Verbosity::Quiet,
+            json: false,
+            color: false,
+            progress_bars: false,
+        };
+        let lock = RootLock::acquire(&host, dir.path(), &printer).unwrap();
+        Stamp::record(&host, &dest, &sha(b"abc"), &lock).unwrap();
         let stat = host.stat(&dest).unwrap().unwrap();
         assert!(Stamp::is_current(&host, &dest, &stat, &sha(b"abc")).unwrap());
         assert!(!Stamp::is_current(&host, &dest, &stat, &sha(b"abd")).unwrap());
