@@ -80,6 +80,9 @@ pub enum CommandName {
     ConnectionInfo(ConnectionInfoArgs),
     /// Edit Life-OS's .env file
     Env(EnvArgs),
+    /// Check through ComfyUI that every model file and custom node is loaded; with
+    /// `--generate`, also run a text-to-image and a FaceID generation and time them
+    Verify(VerifyArgs),
     /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
     Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
@@ -318,6 +321,33 @@ pub struct SetupArgs {
     /// Skip these phases (comma-separated)
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<crate::setup::Phase>,
+
+    /// End the verify phase without the check generation (text-to-image, then FaceID)
+    #[arg(long)]
+    pub no_generate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<std::path::PathBuf>,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+
+    /// Also generate: SDXL text-to-image, then IP-Adapter FaceID on that face; check each PNG
+    /// and report the seconds per image
+    #[arg(long)]
+    pub generate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -61,6 +61,37 @@ pub struct Playbook {
     /// Seconds `up` waits for `/system_stats` to answer.
     #[serde(default = "default_start_timeout")]
     pub start_timeout: u64,
+    /// The check generation of `verify --generate` (and of `setup`).
+    #[serde(default)]
+    pub generate: GenerateSettings,
+}
+
+/// A small, fast generation: proof that the models, nodes and GPU work together, not a
+/// portrait worth keeping. SDXL is trained at 1024x1024; 768 still draws a face that InsightFace
+/// detects, in about half the time.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateSettings {
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub cfg: f32,
+    pub seed: u64,
+    /// Seconds each of the two generations may take, model loading included.
+    pub timeout: u64,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        GenerateSettings {
+            width: 768,
+            height: 768,
+            steps: 12,
+            cfg: 5.0,
+            seed: 42,
+            timeout: 600,
+        }
+    }
 }
 
 fn default_start_timeout() -> u64 {
@@ -238,6 +269,23 @@ impl Playbook {
                     "name an image like `registry/name:tag`",
                 )?;
             }
+        }
+        let g = &self.generate;
+        for (field, value) in [("width", g.width), ("height", g.height)] {
+            if !(64..=2048).contains(&value) || value % 8 != 0 {
+                fail(
+                    field,
+                    format!("is {value}"),
+                    "generate.width and generate.height are multiples of 8 from 64 to 2048",
+                )?;
+            }
+        }
+        if !(1..=100).contains(&g.steps) || g.timeout == 0 {
+            fail(
+                "generate",
+                format!("has steps {} and timeout {}", g.steps, g.timeout),
+                "use 1 to 100 steps and a timeout of at least 1 second",
+            )?;
         }
         if self.batch_size == 0 {
             bail!("invalid playbook `{source}`: field `batch_size` is 0");

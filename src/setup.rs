@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::connection_info;
 use crate::doctor::{self, DoctorOptions, Status};
+use crate::generate;
 use crate::gpu::Profile;
 use crate::host::Host;
 use crate::models::fetch::FetchOptions;
@@ -75,6 +76,8 @@ pub struct SetupOptions {
     pub fetch: FetchOptions,
     /// Phases to run, in `PHASES` order.
     pub phases: Vec<Phase>,
+    /// End the verify phase with the check generation (`--no-generate` turns it off).
+    pub generate: bool,
     pub mode: Mode,
     /// Copy the models from this host and root (`migrate --models-from source`) instead of
     /// downloading them.
@@ -168,6 +171,8 @@ struct Run<'a> {
     deployment: Option<Deployment<'a>>,
     url: String,
     downloaded: u64,
+    /// The check generation's seconds per image, for CONNECTION_INFO.
+    seconds_per_image: Option<f64>,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -180,6 +185,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         deployment: None,
         url: String::new(),
         downloaded: 0,
+        seconds_per_image: None,
     };
     let mut phases = Vec::new();
     let mut blocked: Option<String> = None;
@@ -285,6 +291,7 @@ impl<'a> Run<'a> {
                     port: d.playbook.port,
                     address: None,
                     batch_size: Some(d.playbook.batch_size),
+                    seconds_per_image: self.seconds_per_image,
                     dry_run: self.opts.mode.dry_run,
                 };
                 let r = connection_info::run(host, &opts)?;
@@ -496,12 +503,73 @@ impl<'a> Run<'a> {
         } else if let Some(bad) = steps.iter().find(|s| s.outcome == Outcome::Failed) {
             return Err(anyhow!("verify failed: {}: {}", bad.name, bad.detail));
         }
-        let detail = format!(
+        let mut detail = format!(
             "{} model files and {} nodes checked through ComfyUI",
             manifest.models.len(),
             list.nodes.len()
         );
+        if self.opts.generate {
+            let (gen_steps, per_image) = self.generate(&client, &manifest)?;
+            steps.extend(gen_steps);
+            if let Some(s) = per_image {
+                detail += &format!("; generation {s:.1} s per image");
+            }
+            self.seconds_per_image = per_image;
+        }
         Ok(PhaseOutput { detail, steps })
+    }
+
+    /// The check generation: a check, so it runs on every run (never in a dry run: it would
+    /// load the models and use the GPU).
+    fn generate(
+        &self,
+        client: &crate::comfyui::Client,
+        manifest: &Manifest,
+    ) -> Result<(Vec<StepReport>, Option<f64>)> {
+        let d = self.d();
+        let settings = &d.playbook.generate;
+        if self.opts.mode.dry_run {
+            let why = format!(
+                "would generate {}x{} in {} steps, then FaceID on it",
+                settings.width, settings.height, settings.steps
+            );
+            return Ok((
+                vec![StepReport::new("generate", Outcome::Skipped, why)],
+                None,
+            ));
+        }
+        let models = generate::Models::from_manifest(manifest)?;
+        let docker = service::ready_docker(d.host).ok();
+        let logs = || {
+            docker
+                .as_ref()
+                .map(|docker| d.recent_logs(docker, 200))
+                .unwrap_or_default()
+        };
+        let env = generate::Env {
+            client,
+            logs: &logs,
+            printer: self.printer,
+        };
+        let report = generate::run(&env, &models, settings)?;
+        let steps = report
+            .steps
+            .iter()
+            .map(|s| {
+                let comfy = s
+                    .comfyui_seconds
+                    .map_or(String::new(), |c| format!(", {c:.1} s in ComfyUI"));
+                StepReport::new(
+                    format!("generate {}", s.name),
+                    Outcome::Ok,
+                    format!(
+                        "{}x{} PNG {} in {:.1} s{comfy}",
+                        s.width, s.height, s.image.filename, s.seconds
+                    ),
+                )
+            })
+            .collect();
+        Ok((steps, Some(report.seconds_per_image)))
     }
 
     /// `--manifest`, or the playbook's: the embedded default's name, or a path.
