@@ -64,6 +64,76 @@ pub struct Playbook {
     /// The check generation of `verify --generate` (and of `setup`).
     #[serde(default)]
     pub generate: GenerateSettings,
+    /// Extra ComfyUI launch flags (`--disable-mmap`, `--highvram`, ...), checked against
+    /// `LAUNCH_FLAGS`; the tool owns `--listen` and `--port`.
+    #[serde(default)]
+    pub comfyui_args: Vec<String>,
+}
+
+/// ComfyUI launch flags a playbook may add (comfy/cli_args.py, read 2026-11), each with its
+/// mutually exclusive group (at most one flag per group) and whether it takes `=VALUE`.
+pub const LAUNCH_FLAGS: &[(&str, &str, bool)] = &[
+    ("--disable-mmap", "", false),
+    ("--mmap-torch-files", "", false),
+    ("--gpu-only", "vram", false),
+    ("--highvram", "vram", false),
+    ("--normalvram", "vram", false),
+    ("--lowvram", "vram", false),
+    ("--novram", "vram", false),
+    ("--cpu", "vram", false),
+    ("--reserve-vram", "", true),
+    ("--disable-smart-memory", "", false),
+    ("--async-offload", "", false),
+    ("--cuda-malloc", "cuda-malloc", false),
+    ("--disable-cuda-malloc", "cuda-malloc", false),
+    ("--force-fp32", "fp", false),
+    ("--force-fp16", "fp", false),
+    ("--fp32-vae", "vae", false),
+    ("--fp16-vae", "vae", false),
+    ("--bf16-vae", "vae", false),
+    ("--cpu-vae", "", false),
+    ("--use-split-cross-attention", "attention", false),
+    ("--use-quad-cross-attention", "attention", false),
+    ("--use-pytorch-cross-attention", "attention", false),
+    ("--use-sage-attention", "attention", false),
+    ("--use-flash-attention", "attention", false),
+    ("--disable-xformers", "", false),
+    ("--force-channels-last", "", false),
+    ("--cache-classic", "cache", false),
+    ("--cache-lru", "cache", true),
+    ("--cache-none", "cache", false),
+    ("--preview-method", "", true),
+    ("--deterministic", "", false),
+    ("--disable-metadata", "", false),
+    ("--verbose", "", true),
+];
+
+/// Why a list of launch flags is not acceptable, naming the flag.
+pub fn check_comfyui_args(args: &[String]) -> std::result::Result<(), String> {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for arg in args {
+        let (flag, value) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        let Some((_, group, takes)) = LAUNCH_FLAGS.iter().find(|(f, _, _)| *f == flag) else {
+            return Err(format!("`{arg}` is not a ComfyUI flag lifeos-spark knows"));
+        };
+        match (takes, value) {
+            (true, None | Some("")) => {
+                return Err(format!("`{flag}` needs a value: `{flag}=VALUE`"))
+            }
+            (false, Some(_)) => return Err(format!("`{flag}` takes no value")),
+            _ => {}
+        }
+        if let Some((other, _)) = groups.iter().find(|(_, g)| !group.is_empty() && g == group) {
+            return Err(format!(
+                "`{flag}` and `{other}` exclude each other (one {group} flag at most)"
+            ));
+        }
+        groups.push((flag, group));
+    }
+    Ok(())
 }
 
 /// A small, fast generation: proof that the models, nodes and GPU work together, not a
@@ -270,6 +340,14 @@ impl Playbook {
                 )?;
             }
         }
+        if let Err(why) = check_comfyui_args(&self.comfyui_args) {
+            let known: Vec<&str> = LAUNCH_FLAGS.iter().map(|(f, _, _)| *f).collect();
+            fail(
+                "comfyui_args",
+                why,
+                &format!("use flags from ComfyUI's cli_args.py: {}", known.join(" ")),
+            )?;
+        }
         let g = &self.generate;
         for (field, value) in [("width", g.width), ("height", g.height)] {
             if !(64..=2048).contains(&value) || value % 8 != 0 {
@@ -325,6 +403,30 @@ mod tests {
         let x86 = rtx.pip.for_arch("x86_64");
         assert!(x86.rewrite.is_empty() && !x86.drop.contains(&"xformers".to_string()));
         assert!(x86.drop.contains(&"torch".to_string()));
+    }
+
+    #[test]
+    fn launch_flags_are_checked() {
+        let spark = Playbook::load("dgx-spark").unwrap();
+        assert_eq!(spark.comfyui_args, ["--disable-mmap", "--highvram"]);
+        let ok =
+            |a: &[&str]| check_comfyui_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(ok(&["--reserve-vram=2", "--use-pytorch-cross-attention"]).is_ok());
+        assert!(ok(&["--highvram", "--lowvram"])
+            .unwrap_err()
+            .contains("exclude"));
+        assert!(ok(&["--listen"])
+            .unwrap_err()
+            .contains("not a ComfyUI flag"));
+        assert!(ok(&["--reserve-vram"])
+            .unwrap_err()
+            .contains("needs a value"));
+        let text = include_str!("../playbooks/dgx-spark.yaml").replace("--highvram", "--turbo");
+        let err = format!("{:#}", Playbook::parse(&text, "s.yaml").unwrap_err());
+        assert!(
+            err.contains("field `comfyui_args`") && err.contains("--turbo") && err.contains("line"),
+            "{err}"
+        );
     }
 
     #[test]

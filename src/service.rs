@@ -375,6 +375,10 @@ impl<'a> Deployment<'a> {
         if !mode.dry_run {
             reports.push(self.wait_healthy(docker, url, printer)?);
         }
+        // The nodes' packages: a venv lost or made stale by a new image is repaired here.
+        reports.extend(crate::nodes::venv::repair(
+            self, docker, url, mode, printer,
+        )?);
         Ok(reports)
     }
 

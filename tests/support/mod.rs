@@ -416,3 +416,76 @@ pub fn http_get(url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// A Debian bookworm base with Python and venv, built locally from Debian's packages (no
+/// registry is reachable here): `debootstrap --variant=minbase`, then `docker import`. Cached by
+/// tag on each daemon, the root filesystem once per machine.
+pub fn debian_python_image(docker_host: &str) -> Option<String> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = "lifeos-test/debian-python:bookworm";
+    let present = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "DOCKER_HOST='{docker_host}' docker image inspect '{tag}' >/dev/null 2>&1"
+        ))
+        .status()
+        .unwrap()
+        .success();
+    if present {
+        return Some(tag.to_string());
+    }
+    require(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "debootstrap (apt-get install debootstrap)",
+    )?;
+    let rootfs = Path::new("/tmp/lifeos-spark-test/debian-python-rootfs");
+    if !rootfs.join("usr/bin/python3").exists() {
+        let _ = std::fs::remove_dir_all(rootfs);
+        // The mirror apt itself uses (Debian's, in /etc/apt/sources.list.d/debian.sources).
+        sh(&format!(
+            "debootstrap --variant=minbase --include=python3,python3-venv bookworm '{}' http://deb.debian.org/debian >/dev/null",
+            rootfs.display()
+        ));
+    }
+    sh(&format!(
+        "tar -C '{}' -c . | DOCKER_HOST='{docker_host}' docker import - '{tag}' >/dev/null",
+        rootfs.display()
+    ));
+    Some(tag.to_string())
+}
+
+/// The mock ComfyUI on the Debian Python base, with the `ENV` lines the generated Dockerfile
+/// sets (`env_lines`, taken from `compose::render_dockerfile`): a service container where pip
+/// and virtualenvs are real.
+pub fn python_test_image(docker_host: &str, env_lines: &str) -> Option<String> {
+    let base = debian_python_image(docker_host)?;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs");
+    let mut text = std::fs::read(&source).unwrap();
+    text.extend(env_lines.as_bytes());
+    let hash = text.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    });
+    let tag = format!(
+        "lifeos-test/comfyui-python:{:012x}",
+        hash & 0xffff_ffff_ffff
+    );
+    let dir = tempfile::tempdir().unwrap();
+    sh(&format!(
+        "rustc --edition 2021 -O -C target-feature=+crt-static '{}' -o '{}/mock-comfyui'",
+        source.display(),
+        dir.path().display()
+    ));
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY mock-comfyui /mock-comfyui\n{env_lines}\nEXPOSE 8188\nCMD [\"/mock-comfyui\"]\n"),
+    )
+    .unwrap();
+    sh(&format!(
+        "DOCKER_HOST='{docker_host}' docker build -q -t '{tag}' '{}'",
+        dir.path().display()
+    ));
+    Some(tag)
+}
