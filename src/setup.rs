@@ -338,22 +338,32 @@ impl<'a> Run<'a> {
     }
 
     fn doctor(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
-        // Disk is measured where the models will go: `--root`, else the named playbook's root.
-        let named = self
-            .opts
-            .playbook
-            .as_deref()
-            .map(Playbook::load)
-            .transpose()?;
+        // The checks follow the playbook that will be used (named, else the one for the GPU
+        // found): its port, its root (or `--root`), its manifest's size, its image.
+        let playbook = Playbook::choose(
+            self.opts.playbook.as_deref(),
+            crate::gpu::profile_of(&crate::gpu::gpus(host).unwrap_or_default()),
+            self.opts.gpu,
+        )
+        .ok();
         let root = (self.opts.root.clone())
-            .or(named.map(|p| p.root))
+            .or(playbook.as_ref().map(|p| p.root.clone()))
             .unwrap_or_else(|| crate::defaults::ROOT.to_string());
+        let needed_bytes = match &playbook {
+            Some(p) => Some(self.manifest_for(p)?.disk_bytes()),
+            None => None,
+        };
+        let gpu_smoke = match (&playbook, self.opts.gpu) {
+            (Some(p), true) => smoke_image(host, p),
+            _ => None,
+        };
         let report = doctor::run(
             host,
             &DoctorOptions {
                 root,
-                port: crate::defaults::PORT,
-                gpu_smoke: None,
+                port: playbook.as_ref().map_or(crate::defaults::PORT, |p| p.port),
+                gpu_smoke,
+                needed_bytes,
             },
         )?;
         let steps: Vec<StepReport> = report
@@ -574,7 +584,11 @@ impl<'a> Run<'a> {
 
     /// `--manifest`, or the playbook's: the embedded default's name, or a path.
     fn manifest(&self) -> Result<Manifest> {
-        let named = &self.d().playbook.models;
+        self.manifest_for(&self.d().playbook)
+    }
+
+    fn manifest_for(&self, playbook: &Playbook) -> Result<Manifest> {
+        let named = &playbook.models;
         let path = match &self.opts.manifest {
             Some(p) => Some(p.clone()),
             None if named == crate::playbook::EMBEDDED_MODELS => None,
@@ -592,6 +606,19 @@ impl<'a> Run<'a> {
             None => NodeList::load(Some(named)),
         }
     }
+}
+
+/// The image for the GPU smoke test, when one is on the host already (a first setup has none:
+/// pulling 20 GB to run `nvidia-smi` is the `up` phase's job): the built image, else its base.
+fn smoke_image(host: &dyn Host, playbook: &Playbook) -> Option<String> {
+    let docker = crate::docker::probe(host).ok()?;
+    [&playbook.image, &playbook.base_image]
+        .into_iter()
+        .find(|image| {
+            host.run(&docker.command(&["image", "inspect", "--format", "{{.Id}}", image]))
+                .is_ok_and(|o| o.success())
+        })
+        .cloned()
 }
 
 /// ComfyUI's `/models/<folder>` must list the file. For a folder ComfyUI does not register
