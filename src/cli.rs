@@ -294,17 +294,8 @@ pub struct SetupArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
 
-    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
-    pub url: Option<String>,
-
-    /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
-    #[arg(long, value_name = "PATH")]
-    pub manifest: Option<std::path::PathBuf>,
-
-    /// Node list (default: the embedded manifests/custom-nodes.yaml)
-    #[arg(long, value_name = "PATH")]
-    pub nodes: Option<String>,
+    #[command(flatten)]
+    pub checks: CheckArgs,
 
     /// Model files downloaded at once
     #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -327,11 +318,9 @@ pub struct SetupArgs {
     pub no_generate: bool,
 }
 
+/// Which ComfyUI, model manifest and node list `setup` and `verify` work with.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
-    #[command(flatten)]
-    pub service: ServiceArgs,
-
+pub struct CheckArgs {
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
     #[arg(long)]
     pub url: Option<String>,
@@ -343,6 +332,15 @@ pub struct VerifyArgs {
     /// Node list (default: the embedded manifests/custom-nodes.yaml)
     #[arg(long, value_name = "PATH")]
     pub nodes: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    #[command(flatten)]
+    pub checks: CheckArgs,
 
     /// Also generate: SDXL text-to-image, then IP-Adapter FaceID on that face; check each PNG
     /// and report the seconds per image

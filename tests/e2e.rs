@@ -45,25 +45,11 @@ fn models(dir: &Path, checkpoint_bytes: usize) -> Models {
         )
     };
     // The files the check generation loads (setup ends with it): stand-ins, by their names.
-    let extra: Vec<(&str, String, Vec<u8>)> = [
-        ("vae", "models/vae/sdxl_vae.safetensors"),
-        (
-            "lora",
-            "models/loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors",
-        ),
-        (
-            "ipadapter",
-            "models/ipadapter/ip-adapter-faceid-plusv2_sdxl.bin",
-        ),
-        (
-            "clip",
-            "models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
-        ),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (id, dest))| (id, dest.to_string(), bytes_of(1000, 10 + i as u64)))
-    .collect();
+    let extra: Vec<(&str, String, Vec<u8>)> = FACEID_FILES
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, dest))| (id, dest.to_string(), bytes_of(1000, 10 + i as u64)))
+        .collect();
     let mut text = format!(
         "name: stand-in\ndescription: small files with real hashes\nmodels:\n{}{}{}",
         entry(

@@ -13,23 +13,12 @@ use sha2::Digest;
 use support::*;
 
 /// The manifest's SDXL + FaceID files, as ComfyUI names them in its model folders.
-const FILES: [(&str, &str); 6] = [
-    ("ckpt", "models/checkpoints/sd_xl_base_1.0.safetensors"),
-    ("vae", "models/vae/sdxl_vae.safetensors"),
-    (
-        "lora",
-        "models/loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors",
-    ),
-    (
-        "ipadapter",
-        "models/ipadapter/ip-adapter-faceid-plusv2_sdxl.bin",
-    ),
-    (
-        "clip",
-        "models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
-    ),
-    ("det", "models/insightface/models/buffalo_l/det_10g.onnx"),
-];
+fn files() -> Vec<(&'static str, &'static str)> {
+    let mut files = vec![("ckpt", "models/checkpoints/sd_xl_base_1.0.safetensors")];
+    files.extend(FACEID_FILES);
+    files.push(("det", "models/insightface/models/buffalo_l/det_10g.onnx"));
+    files
+}
 
 struct T {
     client: ClientHome,
@@ -54,7 +43,7 @@ impl T {
         std::fs::write(&playbook, text.replace("timeout: 600", "timeout: 4")).unwrap();
         let mut manifest = String::from("name: faceid-test\nmodels:\n");
         let root = dir.path().join("root");
-        for (id, dest) in FILES {
+        for (id, dest) in files() {
             let bytes = format!("stand-in {id}").into_bytes();
             std::fs::create_dir_all(root.join(dest).parent().unwrap()).unwrap();
             std::fs::write(root.join(dest), &bytes).unwrap();
@@ -323,7 +312,7 @@ fn each_failure_kind_is_a_clear_error_and_exit_1() {
     // (The pack is the manifest's last entry: out of the manifest too, so that verify's file
     // checks pass and the loader is what finds it missing.)
     std::fs::write(&classes, "IPAdapterUnifiedLoaderFaceID\nIPAdapterFaceID\n").unwrap();
-    std::fs::remove_file(t.root().join(FILES[5].1)).unwrap();
+    std::fs::remove_file(t.root().join(files()[5].1)).unwrap();
     let text = std::fs::read_to_string(&t.manifest).unwrap();
     std::fs::write(&t.manifest, &text[..text.find("  - id: det").unwrap()]).unwrap();
     let err = failed(&t.verify(&["--generate"]));

@@ -25,15 +25,9 @@ fn doctor_phase_uses_the_playbook_port_manifest_size_and_smoke_tests_the_image()
     };
     let image = test_image(&docker);
     let client = ClientHome::new();
-    let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: Some("rtx4090"),
-        docker_host: Some(docker.clone()),
-        authorized_keys: vec![client.public_key()],
-    }) else {
+    let Some(_server) = gpu_host(&client, "rtx4090", "rtx", &docker) else {
         return;
     };
-    client.add_alias("rtx", &server);
-    client.trust(&server);
     let dir = tempfile::tempdir().unwrap();
     let (playbook, port, _project) = test_playbook(dir.path(), &image);
     let manifest = dir.path().join("manifest.yaml");

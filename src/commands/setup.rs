@@ -19,9 +19,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
 pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<ExitCode> {
     let setup = SetupArgs {
         service: args.service,
-        url: args.url,
-        manifest: args.manifest,
-        nodes: args.nodes,
+        checks: args.checks,
         jobs: defaults::MODEL_JOBS,
         connections: defaults::MODEL_CONNECTIONS,
         only: vec![Phase::Verify],
@@ -54,9 +52,9 @@ pub(super) fn options(ctx: &Context, args: SetupArgs) -> SetupOptions {
         root: args.service.root,
         gpu: args.service.gpu == GpuChoice::All,
         bind: args.service.bind,
-        url: args.url,
-        manifest: args.manifest,
-        nodes: args.nodes,
+        url: args.checks.url,
+        manifest: args.checks.manifest,
+        nodes: args.checks.nodes,
         jobs: args.jobs.into(),
         fetch: FetchOptions {
             connections: args.connections.into(),
