@@ -56,10 +56,13 @@ pub(super) fn state(c: &Container) -> Result<EnvState> {
 }
 
 /// `python3 -m venv --clear --system-site-packages /opt/venv`, with the image's python (the
-/// venv's own bin is taken off PATH: it may be the broken one).
+/// venv's own bin is taken off PATH: it may be the broken one). Ubuntu-based images (NGC) may
+/// lack ensurepip: then the venv is made `--without-pip`, and the image's own pip, visible
+/// through the system site-packages, installs into the venv when run by its python.
 fn create(c: &Container) -> Result<()> {
+    let venv = format!("python3 -m venv --clear --system-site-packages {VENV_DIR}");
     let script = format!(
-        "PATH=$(printf %s \"$PATH\" | sed 's#{VENV_DIR}/bin:##'); exec python3 -m venv --clear --system-site-packages {VENV_DIR}"
+        "PATH=$(printf %s \"$PATH\" | sed 's#{VENV_DIR}/bin:##'); {venv} || {venv} --without-pip"
     );
     let out = c.exec(None, &["sh", "-c", &script], None)?;
     if !out.success() {
