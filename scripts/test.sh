@@ -22,6 +22,8 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
 command -v flock >/dev/null || need+=(util-linux)
+# A Debian base with Python for the node-environment tests (tests/nodes_venv.rs).
+[ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq

@@ -84,6 +84,9 @@ pub enum CommandName {
     ConnectionInfo(ConnectionInfoArgs),
     /// Edit Life-OS's .env file
     Env(EnvArgs),
+    /// Check through ComfyUI that every model file and custom node is loaded; with
+    /// `--generate`, also run a text-to-image and a FaceID generation and time them
+    Verify(VerifyArgs),
     /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
     Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
@@ -295,17 +298,8 @@ pub struct SetupArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
 
-    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
-    pub url: Option<String>,
-
-    /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
-    #[arg(long, value_name = "PATH")]
-    pub manifest: Option<std::path::PathBuf>,
-
-    /// Node list (default: the embedded manifests/custom-nodes.yaml)
-    #[arg(long, value_name = "PATH")]
-    pub nodes: Option<String>,
+    #[command(flatten)]
+    pub checks: CheckArgs,
 
     /// Model files downloaded at once
     #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -322,6 +316,40 @@ pub struct SetupArgs {
     /// Skip these phases (comma-separated)
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<crate::setup::Phase>,
+
+    /// End the verify phase without the check generation (text-to-image, then FaceID)
+    #[arg(long)]
+    pub no_generate: bool,
+}
+
+/// Which ComfyUI, model manifest and node list `setup` and `verify` work with.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<std::path::PathBuf>,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    #[command(flatten)]
+    pub checks: CheckArgs,
+
+    /// Also generate: SDXL text-to-image, then IP-Adapter FaceID on that face; check each PNG
+    /// and report the seconds per image
+    #[arg(long)]
+    pub generate: bool,
 }
 
 #[derive(Debug, Args)]

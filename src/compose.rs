@@ -15,10 +15,14 @@ pub const COMFY_DIR: &str = "/opt/ComfyUI";
 pub const CONTAINER_PORT: u16 = 8188;
 pub const SERVICE: &str = "comfyui";
 pub const COMPOSE_FILE: &str = "docker-compose.yml";
+/// The custom nodes' Python environment inside the container: a virtualenv with
+/// `--system-site-packages` (so it sees the image's CUDA PyTorch) on the deployment root's
+/// `venv/` folder, so the nodes' packages survive the container, `up --rebuild` and reboots.
+pub const VENV_DIR: &str = "/opt/venv";
 
 /// Folders under the deployment root: the seed's (`basedir`, `workflows`, `models`, `output`)
 /// plus what ComfyUI writes (`custom_nodes`, `input`, `user`).
-pub const FOLDERS: [&str; 7] = [
+pub const FOLDERS: [&str; 8] = [
     "basedir",
     "workflows",
     "models",
@@ -26,6 +30,7 @@ pub const FOLDERS: [&str; 7] = [
     "custom_nodes",
     "input",
     "user",
+    "venv",
 ];
 
 #[derive(Debug, Clone)]
@@ -53,8 +58,21 @@ pub struct Service {
     pub ulimits: Ulimits,
     pub restart: String,
     pub healthcheck: Healthcheck,
+    /// The launch command with the playbook's `comfyui_args`; absent without them (the
+    /// image's CMD, the same command, runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
+}
+
+/// How ComfyUI starts in the container (the Dockerfile's CMD); `python` is the venv's when it
+/// exists (PATH).
+pub fn launch_command() -> Vec<String> {
+    let port = CONTAINER_PORT.to_string();
+    ["python", "main.py", "--listen", "0.0.0.0", "--port", &port]
+        .map(String::from)
+        .to_vec()
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -109,6 +127,7 @@ pub fn compose_file(playbook: &Playbook, opts: &ServiceOptions) -> ComposeFile {
         .iter()
         .map(|d| format!("./{d}:{COMFY_DIR}/{d}"))
         .chain(std::iter::once("./workflows:/workflows".to_string()))
+        .chain(std::iter::once(format!("./venv:{VENV_DIR}")))
         .collect();
     let default_test = vec![
         "CMD".to_string(),
@@ -137,6 +156,8 @@ pub fn compose_file(playbook: &Playbook, opts: &ServiceOptions) -> ComposeFile {
             retries: 5,
             start_period: "120s".into(),
         },
+        command: (!playbook.comfyui_args.is_empty())
+            .then(|| [launch_command(), playbook.comfyui_args.clone()].concat()),
         deploy: opts.gpu.then(|| Deploy {
             resources: Resources {
                 reservations: Reservations {
@@ -230,6 +251,11 @@ pub fn render_dockerfile(playbook: &Playbook, opts: &ServiceOptions) -> String {
     let mut install = requirements_filter(&rules);
     install.push("pip install --no-cache-dir -r requirements.lifeos.txt".into());
     let kept: Vec<&str> = rules.drop.iter().map(String::as_str).collect();
+    let cmd: Vec<String> = launch_command()
+        .iter()
+        .map(|a| serde_json::Value::from(a.as_str()).to_string())
+        .collect();
+    let cmd = format!("[{}]", cmd.join(", "));
     format!(
         "# Written by lifeos-spark from playbook `{name}` for {arch}. Change the playbook, not this file.\n\
          FROM {base}\n\
@@ -237,8 +263,11 @@ pub fn render_dockerfile(playbook: &Playbook, opts: &ServiceOptions) -> String {
          WORKDIR {COMFY_DIR}\n\
          # Keep the base image's CUDA build of PyTorch: requirements never install {kept}.\n\
          {install}\
+         # The nodes' packages live in {VENV_DIR} (mounted from the root): its python first when\n\
+         # it exists; an empty folder falls through to the image's.\n\
+         ENV PATH={VENV_DIR}/bin:$PATH\n\
          EXPOSE {CONTAINER_PORT}\n\
-         CMD [\"python\", \"main.py\", \"--listen\", \"0.0.0.0\", \"--port\", \"{CONTAINER_PORT}\"]\n",
+         CMD {cmd}\n",
         name = playbook.name,
         arch = opts.arch,
         base = playbook.base_image,
@@ -248,6 +277,7 @@ pub fn render_dockerfile(playbook: &Playbook, opts: &ServiceOptions) -> String {
         ]),
         kept = kept.join(", "),
         install = run(&install),
+        cmd = cmd,
     )
 }
 
@@ -277,11 +307,27 @@ mod tests {
         assert!(df.ends_with(
             "CMD [\"python\", \"main.py\", \"--listen\", \"0.0.0.0\", \"--port\", \"8188\"]\n"
         ));
+        assert!(df.contains("ENV PATH=/opt/venv/bin:$PATH\n"), "{df}");
         let x86 = render_dockerfile(&Playbook::load("rtx-4090").unwrap(), &opts("x86_64", true));
         assert!(
             !x86.contains("xformers") && !x86.contains("sed -i"),
             "{x86}"
         );
+    }
+
+    #[test]
+    fn launch_flags_and_node_env_in_the_compose_file() {
+        let spark = compose_file(
+            &Playbook::load("dgx-spark").unwrap(),
+            &opts("aarch64", true),
+        );
+        let service = &spark.services[SERVICE];
+        let cmd = service.command.as_ref().expect("spark has launch flags");
+        assert_eq!(&cmd[..2], ["python", "main.py"]);
+        assert!(cmd.ends_with(&["--disable-mmap".into(), "--highvram".into()]));
+        assert!(service.volumes.contains(&"./venv:/opt/venv".to_string()));
+        let rtx = compose_file(&Playbook::load("rtx-4090").unwrap(), &opts("x86_64", true));
+        assert_eq!(rtx.services[SERVICE].command, None);
     }
 
     #[test]

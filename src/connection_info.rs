@@ -15,6 +15,7 @@ use crate::step::{unified_diff, Outcome};
 use crate::ui::HintExt;
 
 const SETUP_DATE: &str = "Setup Date: ";
+const SECONDS_PER_IMAGE: &str = "Seconds per image: ";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -23,6 +24,8 @@ pub struct Options {
     pub address: Option<String>,
     /// The playbook's batch size; the profile's playbook decides when `None`.
     pub batch_size: Option<u32>,
+    /// Measured by the check generation (`verify --generate`); `None` keeps the file's.
+    pub seconds_per_image: Option<f64>,
     pub dry_run: bool,
 }
 
@@ -37,6 +40,8 @@ pub struct ConnectionInfo {
     pub memory: String,
     /// Images per generation this device handles well (the seed: 8 on a Spark, 2 on a 4090).
     pub batch_size: Option<u32>,
+    /// One FaceID portrait at the playbook's check size, as last measured.
+    pub seconds_per_image: Option<f64>,
     pub setup_date: String,
 }
 
@@ -76,9 +81,13 @@ pub fn run(host: &dyn Host, opts: &Options) -> Result<Report> {
                 .ok()
                 .map(|p| p.batch_size)
         }),
+        seconds_per_image: None,
         setup_date: String::new(),
     };
     let change = FileChange::plan(host, &path, |before| {
+        let before_text = before.map(String::from_utf8_lossy).unwrap_or_default();
+        info.seconds_per_image =
+            kept_seconds(seconds_per_image(&before_text), opts.seconds_per_image);
         let kept = before.and_then(|b| setup_date(&String::from_utf8_lossy(b)));
         info.setup_date = kept.unwrap_or_else(|| {
             chrono::Local::now()
@@ -188,8 +197,11 @@ pub fn render(info: &ConnectionInfo) -> String {
     let batch = info
         .batch_size
         .map_or(String::new(), |b| format!("Batch size: {b}\n"));
+    let speed = info
+        .seconds_per_image
+        .map_or(String::new(), |s| format!("{SECONDS_PER_IMAGE}{s:.1}\n"));
     format!(
-        "# {} Connection Information\n\nIP Address: {}\nPort: {}\nBase URL: {url}\n\nCOMFYUI_URL={url}\n{device_type}\nModel: {}\nMemory: {}\n{batch}{SETUP_DATE}{}\n",
+        "# {} Connection Information\n\nIP Address: {}\nPort: {}\nBase URL: {url}\n\nCOMFYUI_URL={url}\n{device_type}\nModel: {}\nMemory: {}\n{batch}{speed}{SETUP_DATE}{}\n",
         title(info.profile),
         info.address,
         info.port,
@@ -198,6 +210,23 @@ pub fn render(info: &ConnectionInfo) -> String {
         info.setup_date,
         url = info.comfyui_url,
     )
+}
+
+/// The seconds per image an earlier CONNECTION_INFO.txt records.
+fn seconds_per_image(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(SECONDS_PER_IMAGE))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A new measurement replaces the recorded one only when it differs by more than a quarter
+/// (and half a second): timings jitter, and a re-run of `setup` on an unchanged host must leave
+/// the file as it is.
+fn kept_seconds(before: Option<f64>, measured: Option<f64>) -> Option<f64> {
+    match (before, measured) {
+        (Some(b), Some(m)) if (m - b).abs() <= (b * 0.25).max(0.5) => Some(b),
+        (b, m) => m.or(b),
+    }
 }
 
 /// The setup date of an earlier CONNECTION_INFO.txt (ours or the seed's).
@@ -211,6 +240,16 @@ fn setup_date(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_per_image_is_kept_within_a_quarter() {
+        assert_eq!(kept_seconds(Some(4.0), Some(4.9)), Some(4.0));
+        assert_eq!(kept_seconds(Some(4.0), Some(5.1)), Some(5.1));
+        assert_eq!(kept_seconds(Some(0.2), Some(0.6)), Some(0.2));
+        assert_eq!(kept_seconds(Some(4.0), None), Some(4.0));
+        assert_eq!(kept_seconds(None, Some(3.0)), Some(3.0));
+        assert_eq!(seconds_per_image("x\nSeconds per image: 4.2\n"), Some(4.2));
+    }
 
     #[test]
     fn addresses_from_ip_route_and_hostname() {
@@ -237,6 +276,7 @@ mod tests {
             gpu: Some("NVIDIA GB10".into()),
             memory: "119 GiB unified".into(),
             batch_size: Some(8),
+            seconds_per_image: None,
             setup_date: "2026-11-26 10:00:00 +0000".into(),
         };
         let text = render(&info);

@@ -24,6 +24,8 @@ pub struct DoctorOptions {
     pub port: u16,
     /// Run `nvidia-smi` in this image with `--gpus all`.
     pub gpu_smoke: Option<String>,
+    /// Disk the chosen model manifest needs; `None`: the default set's.
+    pub needed_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,7 +129,9 @@ pub fn run(host: &dyn Host, opts: &DoctorOptions) -> Result<Report> {
     let root = host.expand_home(&opts.root)?;
     let disk = Disk {
         free_bytes: system::free_bytes(host, &root)?,
-        needed_bytes: Manifest::default_set().disk_bytes(),
+        needed_bytes: opts
+            .needed_bytes
+            .unwrap_or_else(|| Manifest::default_set().disk_bytes()),
         root,
     };
     let port = probe_port(host, opts.port)?;
@@ -326,7 +330,7 @@ fn check_runtime(d: &Docker, profile: Profile) -> Check {
 
 fn check_disk(disk: &Disk) -> Check {
     let detail = format!(
-        "{} free under `{}`; the default models need {}",
+        "{} free under `{}`; the models need {}",
         ByteSize(disk.free_bytes),
         disk.root.display(),
         ByteSize(disk.needed_bytes)
@@ -385,7 +389,15 @@ fn check_port(p: &Port) -> Check {
 
 fn gpu_smoke(host: &dyn Host, d: &Docker, image: &str) -> Result<Check> {
     let cmd = d
-        .command(&["run", "--rm", "--gpus", "all", image, "nvidia-smi"])
+        .command(&[
+            "run",
+            "--rm",
+            "--runtime=nvidia",
+            "--gpus",
+            "all",
+            image,
+            "nvidia-smi",
+        ])
         .timeout(Duration::from_secs(600));
     let out = host.run(&cmd)?;
     Ok(if out.success() {
@@ -395,10 +407,17 @@ fn gpu_smoke(host: &dyn Host, d: &Docker, image: &str) -> Result<Check> {
         )
     } else {
         let err = out.stderr_text();
+        // Docker's own error line, not its closing "Run 'docker run --help'" advice.
+        let why = err
+            .lines()
+            .find(|l| l.to_lowercase().contains("error"))
+            .or_else(|| err.lines().rfind(|l| !l.trim().is_empty()))
+            .unwrap_or("")
+            .trim();
         Check::fail(
             "gpu_smoke",
-            format!("`{}` failed: {}", cmd.shell_line(), err.lines().last().unwrap_or("").trim()),
-            "check the NVIDIA Container Toolkit (`nvidia-ctk --version`) and that the image exists for this architecture",
+            format!("`{}` failed: {why}", cmd.shell_line()),
+            "install and register the NVIDIA Container Toolkit: `sudo apt-get install -y nvidia-container-toolkit && sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`; check that the image exists for this architecture",
         )
     })
 }

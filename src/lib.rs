@@ -10,6 +10,7 @@ pub mod docker;
 pub mod doctor;
 pub mod envfile;
 pub mod file_change;
+pub mod generate;
 pub mod gpu;
 pub mod host;
 pub mod lock;

@@ -224,6 +224,7 @@ impl<'a> Migration<'a> {
                 root,
                 port: from_d.playbook.port,
                 gpu_smoke: None,
+                needed_bytes: None,
             },
         )?;
         let failing: Vec<&str> = report

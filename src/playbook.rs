@@ -61,6 +61,107 @@ pub struct Playbook {
     /// Seconds `up` waits for `/system_stats` to answer.
     #[serde(default = "default_start_timeout")]
     pub start_timeout: u64,
+    /// The check generation of `verify --generate` (and of `setup`).
+    #[serde(default)]
+    pub generate: GenerateSettings,
+    /// Extra ComfyUI launch flags (`--disable-mmap`, `--highvram`, ...), checked against
+    /// `LAUNCH_FLAGS`; the tool owns `--listen` and `--port`.
+    #[serde(default)]
+    pub comfyui_args: Vec<String>,
+}
+
+/// ComfyUI launch flags a playbook may add (comfy/cli_args.py, read 2026-11), each with its
+/// mutually exclusive group (at most one flag per group) and whether it takes `=VALUE`.
+pub const LAUNCH_FLAGS: &[(&str, &str, bool)] = &[
+    ("--disable-mmap", "", false),
+    ("--mmap-torch-files", "", false),
+    ("--gpu-only", "vram", false),
+    ("--highvram", "vram", false),
+    ("--normalvram", "vram", false),
+    ("--lowvram", "vram", false),
+    ("--novram", "vram", false),
+    ("--cpu", "vram", false),
+    ("--reserve-vram", "", true),
+    ("--disable-smart-memory", "", false),
+    ("--async-offload", "", false),
+    ("--cuda-malloc", "cuda-malloc", false),
+    ("--disable-cuda-malloc", "cuda-malloc", false),
+    ("--force-fp32", "fp", false),
+    ("--force-fp16", "fp", false),
+    ("--fp32-vae", "vae", false),
+    ("--fp16-vae", "vae", false),
+    ("--bf16-vae", "vae", false),
+    ("--cpu-vae", "", false),
+    ("--use-split-cross-attention", "attention", false),
+    ("--use-quad-cross-attention", "attention", false),
+    ("--use-pytorch-cross-attention", "attention", false),
+    ("--use-sage-attention", "attention", false),
+    ("--use-flash-attention", "attention", false),
+    ("--disable-xformers", "", false),
+    ("--force-channels-last", "", false),
+    ("--cache-classic", "cache", false),
+    ("--cache-lru", "cache", true),
+    ("--cache-none", "cache", false),
+    ("--preview-method", "", true),
+    ("--deterministic", "", false),
+    ("--disable-metadata", "", false),
+    ("--verbose", "", true),
+];
+
+/// Why a list of launch flags is not acceptable, naming the flag.
+pub fn check_comfyui_args(args: &[String]) -> std::result::Result<(), String> {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for arg in args {
+        let (flag, value) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        let Some((_, group, takes)) = LAUNCH_FLAGS.iter().find(|(f, _, _)| *f == flag) else {
+            return Err(format!("`{arg}` is not a ComfyUI flag lifeos-spark knows"));
+        };
+        match (takes, value) {
+            (true, None | Some("")) => {
+                return Err(format!("`{flag}` needs a value: `{flag}=VALUE`"))
+            }
+            (false, Some(_)) => return Err(format!("`{flag}` takes no value")),
+            _ => {}
+        }
+        if let Some((other, _)) = groups.iter().find(|(_, g)| !group.is_empty() && g == group) {
+            return Err(format!(
+                "`{flag}` and `{other}` exclude each other (one {group} flag at most)"
+            ));
+        }
+        groups.push((flag, group));
+    }
+    Ok(())
+}
+
+/// A small, fast generation: proof that the models, nodes and GPU work together, not a
+/// portrait worth keeping. SDXL is trained at 1024x1024; 768 still draws a face that InsightFace
+/// detects, in about half the time.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateSettings {
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub cfg: f32,
+    pub seed: u64,
+    /// Seconds each of the two generations may take, model loading included.
+    pub timeout: u64,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        GenerateSettings {
+            width: 768,
+            height: 768,
+            steps: 12,
+            cfg: 5.0,
+            seed: 42,
+            timeout: 600,
+        }
+    }
 }
 
 fn default_start_timeout() -> u64 {
@@ -240,6 +341,31 @@ impl Playbook {
                 )?;
             }
         }
+        if let Err(why) = check_comfyui_args(&self.comfyui_args) {
+            let known: Vec<&str> = LAUNCH_FLAGS.iter().map(|(f, _, _)| *f).collect();
+            fail(
+                "comfyui_args",
+                why,
+                &format!("use flags from ComfyUI's cli_args.py: {}", known.join(" ")),
+            )?;
+        }
+        let g = &self.generate;
+        for (field, value) in [("width", g.width), ("height", g.height)] {
+            if !(64..=2048).contains(&value) || value % 8 != 0 {
+                fail(
+                    field,
+                    format!("is {value}"),
+                    "generate.width and generate.height are multiples of 8 from 64 to 2048",
+                )?;
+            }
+        }
+        if !(1..=100).contains(&g.steps) || g.timeout == 0 {
+            fail(
+                "generate",
+                format!("has steps {} and timeout {}", g.steps, g.timeout),
+                "use 1 to 100 steps and a timeout of at least 1 second",
+            )?;
+        }
         if self.batch_size == 0 {
             bail!("invalid playbook `{source}`: field `batch_size` is 0");
         }
@@ -278,6 +404,30 @@ mod tests {
         let x86 = rtx.pip.for_arch("x86_64");
         assert!(x86.rewrite.is_empty() && !x86.drop.contains(&"xformers".to_string()));
         assert!(x86.drop.contains(&"torch".to_string()));
+    }
+
+    #[test]
+    fn launch_flags_are_checked() {
+        let spark = Playbook::load("dgx-spark").unwrap();
+        assert_eq!(spark.comfyui_args, ["--disable-mmap", "--highvram"]);
+        let ok =
+            |a: &[&str]| check_comfyui_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(ok(&["--reserve-vram=2", "--use-pytorch-cross-attention"]).is_ok());
+        assert!(ok(&["--highvram", "--lowvram"])
+            .unwrap_err()
+            .contains("exclude"));
+        assert!(ok(&["--listen"])
+            .unwrap_err()
+            .contains("not a ComfyUI flag"));
+        assert!(ok(&["--reserve-vram"])
+            .unwrap_err()
+            .contains("needs a value"));
+        let text = include_str!("../playbooks/dgx-spark.yaml").replace("--highvram", "--turbo");
+        let err = format!("{:#}", Playbook::parse(&text, "s.yaml").unwrap_err());
+        assert!(
+            err.contains("field `comfyui_args`") && err.contains("--turbo") && err.contains("line"),
+            "{err}"
+        );
     }
 
     #[test]

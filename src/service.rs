@@ -323,7 +323,13 @@ impl<'a> Deployment<'a> {
     }
 
     fn logs_tail(&self, docker: &Docker) -> String {
-        self.compose_cmd(docker, &["logs", "--no-color", "--tail", "20", SERVICE])
+        self.recent_logs(docker, 20)
+    }
+
+    /// The container's last `lines` log lines (stdout and stderr).
+    pub fn recent_logs(&self, docker: &Docker, lines: usize) -> String {
+        let tail = lines.to_string();
+        self.compose_cmd(docker, &["logs", "--no-color", "--tail", &tail, SERVICE])
             .and_then(|c| self.host.run(&c))
             .map(|o| format!("{}{}", o.stdout_text(), o.stderr_text()))
             .unwrap_or_default()
@@ -369,6 +375,10 @@ impl<'a> Deployment<'a> {
         if !mode.dry_run {
             reports.push(self.wait_healthy(docker, url, printer)?);
         }
+        // The nodes' packages: a venv lost or made stale by a new image is repaired here.
+        reports.extend(crate::nodes::venv::repair(
+            self, docker, url, mode, printer,
+        )?);
         Ok(reports)
     }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::connection_info;
 use crate::doctor::{self, DoctorOptions, Status};
+use crate::generate;
 use crate::gpu::Profile;
 use crate::host::Host;
 use crate::models::fetch::FetchOptions;
@@ -75,6 +76,8 @@ pub struct SetupOptions {
     pub fetch: FetchOptions,
     /// Phases to run, in `PHASES` order.
     pub phases: Vec<Phase>,
+    /// End the verify phase with the check generation (`--no-generate` turns it off).
+    pub generate: bool,
     pub mode: Mode,
     /// Copy the models from this host and root (`migrate --models-from source`) instead of
     /// downloading them.
@@ -170,6 +173,8 @@ struct Run<'a> {
     downloaded: u64,
     /// The deployment root's lock, held from the moment the root is known to the end.
     lock: Option<crate::lock::RootLock>,
+    /// The check generation's seconds per image, for CONNECTION_INFO.
+    seconds_per_image: Option<f64>,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -183,6 +188,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         url: String::new(),
         downloaded: 0,
         lock: None,
+        seconds_per_image: None,
     };
     let mut phases = Vec::new();
     let mut blocked: Option<String> = None;
@@ -288,6 +294,7 @@ impl<'a> Run<'a> {
                     port: d.playbook.port,
                     address: None,
                     batch_size: Some(d.playbook.batch_size),
+                    seconds_per_image: self.seconds_per_image,
                     dry_run: self.opts.mode.dry_run,
                 };
                 let r = connection_info::run(host, &opts)?;
@@ -337,22 +344,32 @@ impl<'a> Run<'a> {
     }
 
     fn doctor(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
-        // Disk is measured where the models will go: `--root`, else the named playbook's root.
-        let named = self
-            .opts
-            .playbook
-            .as_deref()
-            .map(Playbook::load)
-            .transpose()?;
+        // The checks follow the playbook that will be used (named, else the one for the GPU
+        // found): its port, its root (or `--root`), its manifest's size, its image.
+        let playbook = Playbook::choose(
+            self.opts.playbook.as_deref(),
+            crate::gpu::profile_of(&crate::gpu::gpus(host).unwrap_or_default()),
+            self.opts.gpu,
+        )
+        .ok();
         let root = (self.opts.root.clone())
-            .or(named.map(|p| p.root))
+            .or(playbook.as_ref().map(|p| p.root.clone()))
             .unwrap_or_else(|| crate::defaults::ROOT.to_string());
+        let needed_bytes = match &playbook {
+            Some(p) => Some(self.manifest_for(p)?.disk_bytes()),
+            None => None,
+        };
+        let gpu_smoke = match (&playbook, self.opts.gpu) {
+            (Some(p), true) => smoke_image(host, p),
+            _ => None,
+        };
         let report = doctor::run(
             host,
             &DoctorOptions {
                 root,
-                port: crate::defaults::PORT,
-                gpu_smoke: None,
+                port: playbook.as_ref().map_or(crate::defaults::PORT, |p| p.port),
+                gpu_smoke,
+                needed_bytes,
             },
         )?;
         let steps: Vec<StepReport> = report
@@ -502,17 +519,82 @@ impl<'a> Run<'a> {
         } else if let Some(bad) = steps.iter().find(|s| s.outcome == Outcome::Failed) {
             return Err(anyhow!("verify failed: {}: {}", bad.name, bad.detail));
         }
-        let detail = format!(
+        let mut detail = format!(
             "{} model files and {} nodes checked through ComfyUI",
             manifest.models.len(),
             list.nodes.len()
         );
+        if self.opts.generate {
+            let (gen_steps, per_image) = self.generate(&client, &manifest)?;
+            steps.extend(gen_steps);
+            if let Some(s) = per_image {
+                detail += &format!("; generation {s:.1} s per image");
+            }
+            self.seconds_per_image = per_image;
+        }
         Ok(PhaseOutput { detail, steps })
+    }
+
+    /// The check generation: a check, so it runs on every run (never in a dry run: it would
+    /// load the models and use the GPU).
+    fn generate(
+        &self,
+        client: &crate::comfyui::Client,
+        manifest: &Manifest,
+    ) -> Result<(Vec<StepReport>, Option<f64>)> {
+        let d = self.d();
+        let settings = &d.playbook.generate;
+        if self.opts.mode.dry_run {
+            let why = format!(
+                "would generate {}x{} in {} steps, then FaceID on it",
+                settings.width, settings.height, settings.steps
+            );
+            return Ok((
+                vec![StepReport::new("generate", Outcome::Skipped, why)],
+                None,
+            ));
+        }
+        let models = generate::Models::from_manifest(manifest)?;
+        let docker = service::ready_docker(d.host).ok();
+        let logs = || {
+            docker
+                .as_ref()
+                .map(|docker| d.recent_logs(docker, 200))
+                .unwrap_or_default()
+        };
+        let env = generate::Env {
+            client,
+            logs: &logs,
+            printer: self.printer,
+        };
+        let report = generate::run(&env, &models, settings)?;
+        let steps = report
+            .steps
+            .iter()
+            .map(|s| {
+                let comfy = s
+                    .comfyui_seconds
+                    .map_or(String::new(), |c| format!(", {c:.1} s in ComfyUI"));
+                StepReport::new(
+                    format!("generate {}", s.name),
+                    Outcome::Ok,
+                    format!(
+                        "{}x{} PNG {} in {:.1} s{comfy}",
+                        s.width, s.height, s.image.filename, s.seconds
+                    ),
+                )
+            })
+            .collect();
+        Ok((steps, Some(report.seconds_per_image)))
     }
 
     /// `--manifest`, or the playbook's: the embedded default's name, or a path.
     fn manifest(&self) -> Result<Manifest> {
-        let named = &self.d().playbook.models;
+        self.manifest_for(&self.d().playbook)
+    }
+
+    fn manifest_for(&self, playbook: &Playbook) -> Result<Manifest> {
+        let named = &playbook.models;
         let path = match &self.opts.manifest {
             Some(p) => Some(p.clone()),
             None if named == crate::playbook::EMBEDDED_MODELS => None,
@@ -530,6 +612,19 @@ impl<'a> Run<'a> {
             None => NodeList::load(Some(named)),
         }
     }
+}
+
+/// The image for the GPU smoke test, when one is on the host already (a first setup has none:
+/// pulling 20 GB to run `nvidia-smi` is the `up` phase's job): the built image, else its base.
+fn smoke_image(host: &dyn Host, playbook: &Playbook) -> Option<String> {
+    let docker = crate::docker::probe(host).ok()?;
+    [&playbook.image, &playbook.base_image]
+        .into_iter()
+        .find(|image| {
+            host.run(&docker.command(&["image", "inspect", "--format", "{{.Id}}", image]))
+                .is_ok_and(|o| o.success())
+        })
+        .cloned()
 }
 
 /// ComfyUI's `/models/<folder>` must list the file. For a folder ComfyUI does not register

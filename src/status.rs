@@ -21,6 +21,9 @@ pub struct HostStatus {
     pub memory_free_bytes: Option<u64>,
     pub queue_running: Option<usize>,
     pub queue_pending: Option<usize>,
+    /// The last check generation's FaceID image (`verify --generate`), by ComfyUI's clock:
+    /// from its history, so only since ComfyUI last started.
+    pub seconds_per_image: Option<f64>,
     pub error: Option<String>,
 }
 
@@ -55,6 +58,7 @@ fn query(name: String, url: String) -> HostStatus {
         memory_free_bytes: None,
         queue_running: None,
         queue_pending: None,
+        seconds_per_image: None,
         error: None,
     };
     let client = match Client::new(&url) {
@@ -85,7 +89,37 @@ fn query(name: String, url: String) -> HostStatus {
         status.queue_running = Some(q.queue_running.len());
         status.queue_pending = Some(q.queue_pending.len());
     }
+    status.seconds_per_image = client
+        .all_history()
+        .ok()
+        .and_then(|h| last_check_seconds(&h));
     status
+}
+
+/// The newest check-generation FaceID entry's execution time (its image is saved under
+/// `lifeos-verify/faceid_*`).
+fn last_check_seconds(
+    history: &std::collections::BTreeMap<String, crate::comfyui::HistoryEntry>,
+) -> Option<f64> {
+    use crate::generate::graph::{FACEID_PREFIX, OUTPUT_FOLDER};
+    let started = |e: &crate::comfyui::HistoryEntry| -> Option<u64> {
+        let status = e.status.as_ref()?;
+        let (_, data) = status
+            .messages
+            .iter()
+            .find(|(m, _)| m == "execution_start")?;
+        data.get("timestamp")?.as_u64()
+    };
+    history
+        .values()
+        .filter(|e| {
+            e.outputs.values().flat_map(|o| &o.images).any(|i| {
+                i.subfolder == OUTPUT_FOLDER && i.filename.starts_with(&format!("{FACEID_PREFIX}_"))
+            })
+        })
+        .filter_map(|e| Some((started(e)?, e.status.as_ref()?.execution_ms()?)))
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, ms)| ms as f64 / 1000.0)
 }
 
 /// Query every `(name, url)` at once, a thread each: a host that does not answer costs its
@@ -113,6 +147,7 @@ pub fn render(rows: &[HostStatus]) -> String {
         "DEVICE",
         "MEMORY (free/total)",
         "QUEUE (run/pend)",
+        "S/IMAGE",
     ]
     .map(String::from)
     .to_vec()];
@@ -140,6 +175,8 @@ pub fn render(rows: &[HostStatus]) -> String {
                 (Some(a), Some(b)) => format!("{a}/{b}"),
                 _ => "-".into(),
             },
+            r.seconds_per_image
+                .map_or("-".into(), |s| format!("{s:.1}")),
         ]);
     }
     let widths: Vec<usize> = (0..table[0].len())

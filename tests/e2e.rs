@@ -44,7 +44,13 @@ fn models(dir: &Path, checkpoint_bytes: usize) -> Models {
             sha256_hex(data)
         )
     };
-    let text = format!(
+    // The files the check generation loads (setup ends with it): stand-ins, by their names.
+    let extra: Vec<(&str, String, Vec<u8>)> = FACEID_FILES
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, dest))| (id, dest.to_string(), bytes_of(1000, 10 + i as u64)))
+        .collect();
+    let mut text = format!(
         "name: stand-in\ndescription: small files with real hashes\nmodels:\n{}{}{}",
         entry(
             "ckpt",
@@ -65,8 +71,13 @@ fn models(dir: &Path, checkpoint_bytes: usize) -> Models {
             &det
         ),
     );
+    for (id, dest, data) in &extra {
+        let path = format!("/x/resolve/main/{id}");
+        hub.put(&path, data.clone(), &format!("\"{id}\""));
+        text += &entry(id, &path, dest, data);
+    }
     std::fs::write(&manifest, text).unwrap();
-    let files = vec![
+    let mut files = vec![
         ("models/checkpoints/tiny.safetensors".to_string(), ckpt),
         (
             "models/insightface/models/antelopev2/scrfd_10g_bnkps.onnx".to_string(),
@@ -77,6 +88,7 @@ fn models(dir: &Path, checkpoint_bytes: usize) -> Models {
             det,
         ),
     ];
+    files.extend(extra.into_iter().map(|(_, dest, data)| (dest, data)));
     Models {
         hub,
         manifest,
@@ -88,7 +100,11 @@ fn models(dir: &Path, checkpoint_bytes: usize) -> Models {
 fn node_list(dir: &Path) -> PathBuf {
     let work = dir.join("FaceNode");
     std::fs::create_dir_all(&work).unwrap();
-    std::fs::write(work.join("NODE_CLASSES"), "FaceLoader\n").unwrap();
+    std::fs::write(
+        work.join("NODE_CLASSES"),
+        "FaceLoader\nIPAdapterUnifiedLoaderFaceID\nIPAdapterFaceID\n",
+    )
+    .unwrap();
     let git = format!("cd '{}' && git -c init.defaultBranch=main init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm one", work.display());
     sh(&git);
     let commit = stdout(&sh(&format!("git -C '{}' rev-parse HEAD", work.display())))
@@ -227,6 +243,17 @@ fn assert_models_in_place(root: &Path, files: &[(String, Vec<u8>)]) {
     }
 }
 
+/// The verify phase ended with the check generation, and ComfyUI received `graphs` graphs in
+/// all (the mock's own record), the last a FaceID one.
+fn assert_generated(doc: &Value, root: &Path, graphs: usize) {
+    let steps = phase(doc, "verify")["steps"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["name"], "generate faceid", "{doc}");
+    let record = std::fs::read_to_string(root.join("user/mock_prompts.jsonl")).unwrap();
+    let lines: Vec<&str> = record.lines().collect();
+    assert_eq!(lines.len(), graphs, "{record}");
+    assert!(lines[graphs - 1].contains("IPAdapterFaceID"));
+}
+
 #[test]
 fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     let Some(w) = world(3 * MIB) else { return };
@@ -274,12 +301,11 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
         assert_eq!(phase(&doc, name)["outcome"], "changed", "{name}: {doc}");
     }
     assert_eq!(phase(&doc, "verify")["outcome"], "ok", "{doc}");
+    assert_generated(&doc, &rtx_root, 2);
     assert_models_in_place(&rtx_root, &w.models.files);
-    assert!(
-        std::fs::read_to_string(w.rtx.home().join("CONNECTION_INFO.txt"))
-            .unwrap()
-            .contains(&format!(":{}", w.rtx_playbook.1))
-    );
+    let info = std::fs::read_to_string(w.rtx.home().join("CONNECTION_INFO.txt")).unwrap();
+    assert!(info.contains(&format!(":{}", w.rtx_playbook.1)));
+    assert!(info.contains("Seconds per image: "), "{info}");
     let fetched = w.models.hub.body_bytes();
 
     // 3. Again: nothing changes, nothing is downloaded or re-hashed.
@@ -289,6 +315,8 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     for p in doc["phases"].as_array().unwrap() {
         assert_eq!(p["outcome"], "ok", "{p}");
     }
+    // The generation is a check: it ran again.
+    assert_generated(&doc, &rtx_root, 4);
     assert_eq!(doc["downloaded_bytes"], 0);
     assert_eq!(w.models.hub.body_bytes(), fetched);
 

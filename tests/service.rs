@@ -259,15 +259,9 @@ fn up_status_down_over_ssh() {
     };
     let image = test_image(&docker);
     let client = ClientHome::new();
-    let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: Some("rtx4090"),
-        docker_host: Some(docker.clone()),
-        authorized_keys: vec![client.public_key()],
-    }) else {
+    let Some(server) = gpu_host(&client, "rtx4090", "rtx", &docker) else {
         return;
     };
-    client.add_alias("rtx", &server);
-    client.trust(&server);
     let dir = tempfile::tempdir().unwrap();
     let (playbook, port, project) = test_playbook(dir.path(), &image);
     let _guard = ProjectGuard {

@@ -12,6 +12,7 @@ pub fn run(ctx: &Context, args: ConnectionInfoArgs) -> Result<ExitCode> {
         port: args.port,
         address: args.address,
         batch_size: None,
+        seconds_per_image: None,
         dry_run: ctx.global.dry_run,
     };
     let report = connection_info::run(host.as_ref(), &opts)?;

@@ -12,6 +12,7 @@ pub fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
         root: args.root,
         port: args.port,
         gpu_smoke: args.gpu_smoke,
+        needed_bytes: None,
     };
     let report = doctor::run(host.as_ref(), &opts)?;
     ctx.printer

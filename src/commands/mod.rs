@@ -97,6 +97,7 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         CommandName::Models(args) => models::run(&ctx, args),
         CommandName::Setup(args) => setup::run(&ctx, args),
+        CommandName::Verify(args) => setup::verify(&ctx, args),
         CommandName::Migrate(args) => migrate::run(&ctx, args),
     };
     (ctx.printer, result)

@@ -4,16 +4,34 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::Context;
-use crate::cli::{GpuChoice, SetupArgs};
+use crate::cli::{GpuChoice, SetupArgs, VerifyArgs};
 use crate::defaults;
 use crate::host::Host;
 use crate::models::fetch::{FetchOptions, RetryPolicy};
-use crate::setup::{self, SetupOptions, PHASES};
+use crate::setup::{self, Phase, SetupOptions, PHASES};
 
 pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
-    let host: Arc<dyn Host> = Arc::from(ctx.host()?);
     let opts = options(ctx, args);
-    let report = setup::setup(&host, &opts, &ctx.printer)?;
+    run_phases(ctx, &opts)
+}
+
+/// `verify`: setup's verify phase alone; the generation only with `--generate`.
+pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<ExitCode> {
+    let setup = SetupArgs {
+        service: args.service,
+        checks: args.checks,
+        jobs: defaults::MODEL_JOBS,
+        connections: defaults::MODEL_CONNECTIONS,
+        only: vec![Phase::Verify],
+        skip: Vec::new(),
+        no_generate: !args.generate,
+    };
+    run_phases(ctx, &options(ctx, setup))
+}
+
+fn run_phases(ctx: &Context, opts: &SetupOptions) -> Result<ExitCode> {
+    let host: Arc<dyn Host> = Arc::from(ctx.host()?);
+    let report = setup::setup(&host, opts, &ctx.printer)?;
     ctx.printer.emit(&report, setup::render)?;
     Ok(if report.failed() {
         ExitCode::FAILURE
@@ -34,9 +52,9 @@ pub(super) fn options(ctx: &Context, args: SetupArgs) -> SetupOptions {
         root: args.service.root,
         gpu: args.service.gpu == GpuChoice::All,
         bind: args.service.bind,
-        url: args.url,
-        manifest: args.manifest,
-        nodes: args.nodes,
+        url: args.checks.url,
+        manifest: args.checks.manifest,
+        nodes: args.checks.nodes,
         jobs: args.jobs.into(),
         fetch: FetchOptions {
             connections: args.connections.into(),
@@ -44,6 +62,7 @@ pub(super) fn options(ctx: &Context, args: SetupArgs) -> SetupOptions {
             retry: RetryPolicy::default(),
         },
         phases,
+        generate: !args.no_generate,
         mode: ctx.step_mode(),
         models_from: None,
     }

@@ -5,10 +5,11 @@
 pub mod git;
 pub mod manifest;
 pub mod pip;
+pub mod venv;
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use crate::compose::COMFY_DIR;
@@ -128,6 +129,8 @@ impl Container<'_> {
         let out = self.exec(
             None,
             &[
+                venv::PYTHON,
+                "-m",
                 "pip",
                 "list",
                 "--format=freeze",
@@ -175,7 +178,12 @@ fn plan_pip(
     protected: &str,
 ) -> Result<Vec<String>> {
     let args = pip::install_args("/dev/null", Some("/dev/stdin"), &[], true);
-    let out = run_pip(c, &args, node, Some(&format!("{protected}{requirements}")))?;
+    let out = run_pip(
+        c,
+        &args,
+        &node.id,
+        Some(&format!("{protected}{requirements}")),
+    )?;
     Ok(pip::would_install(&out))
 }
 
@@ -244,17 +252,12 @@ fn pip_step(c: &Container, node: &Node, protected: &str, mode: Mode) -> Result<S
     if let (Some(req), false) = (&requirements, wanted.is_empty()) {
         let file = format!("/tmp/lifeos/{}.requirements.txt", node.id);
         c.put(&file, req)?;
-        run_pip(
-            c,
-            &pip::install_args(CONSTRAINTS, Some(&file), &[], false),
-            node,
-            None,
-        )?;
+        pip_install(c, &node.id, &file)?;
         mark(c.d, &pip_marker(c.d, node), req)?;
     }
     if installer {
         let dir = format!("{COMFY_DIR}/custom_nodes/{}", node.id);
-        let out = c.exec(Some(&dir), &["python", "install.py"], None)?;
+        let out = c.exec(Some(&dir), &[venv::PYTHON, "install.py"], None)?;
         if !out.success() {
             bail!(
                 "`python install.py` of {} failed: {}",
@@ -271,8 +274,36 @@ fn pip_step(c: &Container, node: &Node, protected: &str, mode: Mode) -> Result<S
     ))
 }
 
-fn run_pip(c: &Container, args: &[String], node: &Node, stdin: Option<&str>) -> Result<String> {
-    let mut argv = vec!["pip"];
+/// Install a requirements file (in the container) under the constraints.
+fn pip_install(c: &Container, node: &str, file: &str) -> Result<()> {
+    let args = pip::install_args(CONSTRAINTS, Some(file), &[], false);
+    run_pip(c, &args, node, None).map(|_| ())
+}
+
+/// Every node's recorded requirements (the pip markers): what the venv must hold.
+fn pip_markers(d: &Deployment) -> Result<Vec<(String, String)>> {
+    let dir = d.root.join(".lifeos").join("pip");
+    if d.host.stat(&dir)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let dir_text = dir.to_str().context("root is not UTF-8")?;
+    let names = d
+        .host
+        .run_ok(&crate::host::Command::new("ls").args(["-1A", dir_text]))?;
+    let mut markers = Vec::new();
+    for name in names.stdout_text().lines().filter(|n| !n.is_empty()) {
+        if let Some(text) = d.host.read_opt(&dir.join(name))? {
+            markers.push((
+                name.to_string(),
+                String::from_utf8_lossy(&text).into_owned(),
+            ));
+        }
+    }
+    Ok(markers)
+}
+
+fn run_pip(c: &Container, args: &[String], node: &str, stdin: Option<&str>) -> Result<String> {
+    let mut argv = vec![venv::PYTHON, "-m", "pip"];
     argv.extend(args.iter().map(String::as_str));
     let out = c.exec(None, &argv, stdin)?;
     if out.success() {
@@ -280,15 +311,13 @@ fn run_pip(c: &Container, args: &[String], node: &Node, stdin: Option<&str>) -> 
     }
     let stderr = out.stderr_text();
     let err = anyhow!(
-        "pip could not install the requirements of {}:
+        "pip could not install the requirements of {node}:
 {}",
-        node.id,
         out.stderr_tail(12)
     );
     match pip::explain_failure(&stderr) {
         Some(why) => Err(err.context(why)).hint(format!(
-            "pin {} to a commit whose requirements accept the image's PyTorch, or drop the node",
-            node.id
+            "pin {node} to a commit whose requirements accept the image's PyTorch, or drop the node"
         )),
         None => Err(err).hint("read pip's message above; the node's requirements may need a package this architecture lacks"),
     }
@@ -328,7 +357,22 @@ pub fn install(
         .hint("run `lifeos-spark up` first, or `nodes install --no-deps` for the git part only");
     };
     let c = Container { d, docker, id };
-    let frozen = if needs_pip(&c, list)? {
+    let needed = needs_pip(&c, list)?;
+    if needed {
+        let env = venv::env_step(&c, mode)?;
+        let pending = env.outcome == Outcome::WouldChange;
+        reports.push(env);
+        if pending {
+            // A plan: pip cannot be asked before the venv exists.
+            reports.push(StepReport::new(
+                "pip",
+                Outcome::WouldChange,
+                "would install the nodes' requirements into the new node env",
+            ));
+            return Ok(reports);
+        }
+    }
+    let frozen = if needed {
         Some(c.protected_versions()?)
     } else {
         None

@@ -6,6 +6,9 @@
 //! - `GET /object_info`: built-in classes plus, for each folder in `<comfy>/custom_nodes`, the
 //!   class names listed one per line in its `NODE_CLASSES` file (a stand-in for importing Python)
 //!
+//! - generation (the `generation` module): `POST /prompt` validated against the input schemas
+//!   `/object_info` serves, `GET /history[/<id>]`, `GET /view`; see that module for failure modes
+//!
 //! Run `mock-comfyui --check ADDR` as a healthcheck: exit 0 when URL answers 200.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -66,6 +69,15 @@ fn handle(mut stream: TcpStream, root: &Path) {
     let method = parts.next().unwrap_or("");
     let path = parts.next().unwrap_or("/");
     let path = path.strip_prefix("/api").unwrap_or(path);
+    if let Some((status, kind, bytes)) = generation::route(method, path, &body, root) {
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&bytes);
+        return;
+    }
     let (status, json) = route(method, path, root);
     let reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
@@ -124,7 +136,7 @@ fn json_str(s: &str) -> String {
 
 /// Class names from each custom node's NODE_CLASSES file; a node without one "failed to import".
 fn node_classes(root: &Path) -> Vec<String> {
-    let mut classes = vec!["CheckpointLoaderSimple".to_string(), "KSampler".to_string()];
+    let mut classes: Vec<String> = generation::BUILT_IN.iter().map(|c| c.to_string()).collect();
     let Ok(entries) = std::fs::read_dir(root.join("custom_nodes")) else {
         return classes;
     };
@@ -162,7 +174,7 @@ fn loaded_nodes(root: &Path) -> Vec<String> {
 fn object_info(root: &Path) -> String {
     let items: Vec<String> = node_classes(root)
         .iter()
-        .map(|c| format!(r#"{}: {{"name": {0}, "display_name": {0}, "category": "mock", "input": {{}}, "output": []}}"#, json_str(c)))
+        .map(|c| generation::class_info(c, root).unwrap_or_else(|| format!(r#"{}: {{"name": {0}, "display_name": {0}, "category": "mock", "input": {{}}, "output": []}}"#, json_str(c))))
         .collect();
     format!("{{{}}}", items.join(", "))
 }
@@ -188,6 +200,880 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
             walk(&e.path(), &format!("{name}/"), out);
         } else if !name.ends_with(".part") {
             out.push(name);
+        }
+    }
+}
+
+/// Running graphs, in the shapes of ComfyUI's server.py and execution.py: `POST /prompt`
+/// validates the graph against the schemas `/object_info` serves (unknown class, missing
+/// required input, value not in list, link type mismatch, invalid LoadImage file, no output
+/// node: the real 400 `{error, node_errors}`), then "runs" it on a thread: the loaders check
+/// their files as the real nodes do, SaveImage writes a real PNG of the EmptyLatentImage's size
+/// to `output/`, and `/history/<id>` gets `outputs` and `status.messages`.
+///
+/// Every graph received is appended to `<comfy>/user/mock_prompts.jsonl` (the request body).
+/// `<comfy>/user/mock_generate` picks a failure mode: `exec_error` (IPAdapterFaceID raises
+/// "InsightFace: No face detected."), `no_image` (success without images), `never` (the prompt
+/// never finishes).
+mod generation {
+    use super::json_str;
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    pub const BUILT_IN: [&str; 9] = [
+        "CheckpointLoaderSimple",
+        "VAELoader",
+        "LoraLoaderModelOnly",
+        "CLIPTextEncode",
+        "EmptyLatentImage",
+        "KSampler",
+        "VAEDecode",
+        "SaveImage",
+        "LoadImage",
+    ];
+
+    enum Kind {
+        Link(&'static str),
+        Int,
+        Float,
+        Str,
+        Folder(&'static str),
+        Fixed(&'static [&'static str]),
+        /// LoadImage's `image`: checked by its VALIDATE_INPUTS (the file must exist).
+        InputImage,
+    }
+
+    const SAMPLERS: &[&str] = &[
+        "euler",
+        "euler_ancestral",
+        "heun",
+        "dpmpp_2m",
+        "dpmpp_2m_sde",
+        "ddim",
+        "uni_pc",
+    ];
+    const SCHEDULERS: &[&str] = &[
+        "normal",
+        "karras",
+        "exponential",
+        "sgm_uniform",
+        "simple",
+        "ddim_uniform",
+        "beta",
+    ];
+    const FACEID_PRESETS: &[&str] = &[
+        "FACEID",
+        "FACEID PLUS - SD1.5 only",
+        "FACEID PLUS V2",
+        "FACEID PORTRAIT (style transfer)",
+        "FACEID PORTRAIT UNNORM - SDXL only (strong)",
+    ];
+    const PROVIDERS: &[&str] = &["CPU", "CUDA", "ROCM", "DirectML", "OpenVINO", "CoreML"];
+    const WEIGHT_TYPES: &[&str] = &[
+        "linear",
+        "ease in",
+        "ease out",
+        "ease in-out",
+        "reverse in-out",
+        "weak input",
+        "weak output",
+        "weak middle",
+        "strong middle",
+        "style transfer",
+        "composition",
+        "strong style transfer",
+        "style and composition",
+        "style transfer precise",
+        "composition precise",
+    ];
+    const COMBINE: &[&str] = &["concat", "add", "subtract", "average", "norm average"];
+    const SCALING: &[&str] = &[
+        "V only",
+        "K+V",
+        "K+V w/ C penalty",
+        "K+mean(V) w/ C penalty",
+    ];
+
+    /// Required inputs and outputs of each class, from ComfyUI's nodes.py and
+    /// ComfyUI_IPAdapter_plus's IPAdapterPlus.py (commit 9d076a3).
+    fn schema(class: &str) -> Option<(Vec<(&'static str, Kind)>, &'static [&'static str])> {
+        use Kind::*;
+        Some(match class {
+            "CheckpointLoaderSimple" => (
+                vec![("ckpt_name", Folder("checkpoints"))],
+                &["MODEL", "CLIP", "VAE"],
+            ),
+            "VAELoader" => (vec![("vae_name", Folder("vae"))], &["VAE"]),
+            "LoraLoaderModelOnly" => (
+                vec![
+                    ("model", Link("MODEL")),
+                    ("lora_name", Folder("loras")),
+                    ("strength_model", Float),
+                ],
+                &["MODEL"],
+            ),
+            "CLIPTextEncode" => (
+                vec![("text", Str), ("clip", Link("CLIP"))],
+                &["CONDITIONING"],
+            ),
+            "EmptyLatentImage" => (
+                vec![("width", Int), ("height", Int), ("batch_size", Int)],
+                &["LATENT"],
+            ),
+            "KSampler" => (
+                vec![
+                    ("model", Link("MODEL")),
+                    ("seed", Int),
+                    ("steps", Int),
+                    ("cfg", Float),
+                    ("sampler_name", Fixed(SAMPLERS)),
+                    ("scheduler", Fixed(SCHEDULERS)),
+                    ("positive", Link("CONDITIONING")),
+                    ("negative", Link("CONDITIONING")),
+                    ("latent_image", Link("LATENT")),
+                    ("denoise", Float),
+                ],
+                &["LATENT"],
+            ),
+            "VAEDecode" => (
+                vec![("samples", Link("LATENT")), ("vae", Link("VAE"))],
+                &["IMAGE"],
+            ),
+            "SaveImage" => (
+                vec![("images", Link("IMAGE")), ("filename_prefix", Str)],
+                &[],
+            ),
+            "LoadImage" => (vec![("image", InputImage)], &["IMAGE", "MASK"]),
+            "IPAdapterUnifiedLoaderFaceID" => (
+                vec![
+                    ("model", Link("MODEL")),
+                    ("preset", Fixed(FACEID_PRESETS)),
+                    ("lora_strength", Float),
+                    ("provider", Fixed(PROVIDERS)),
+                ],
+                &["MODEL", "IPADAPTER"],
+            ),
+            "IPAdapterFaceID" => (
+                vec![
+                    ("model", Link("MODEL")),
+                    ("ipadapter", Link("IPADAPTER")),
+                    ("image", Link("IMAGE")),
+                    ("weight", Float),
+                    ("weight_faceidv2", Float),
+                    ("weight_type", Fixed(WEIGHT_TYPES)),
+                    ("combine_embeds", Fixed(COMBINE)),
+                    ("start_at", Float),
+                    ("end_at", Float),
+                    ("embeds_scaling", Fixed(SCALING)),
+                ],
+                &["MODEL", "IMAGE"],
+            ),
+            _ => return None,
+        })
+    }
+
+    fn folder_files(root: &Path, folder: &str) -> Vec<String> {
+        let mut files = Vec::new();
+        super::walk(&root.join("models").join(folder), "", &mut files);
+        files.sort();
+        files
+    }
+
+    fn choices(root: &Path, kind: &Kind) -> Option<Vec<String>> {
+        match kind {
+            Kind::Folder(f) => Some(folder_files(root, f)),
+            Kind::Fixed(list) => Some(list.iter().map(|s| s.to_string()).collect()),
+            Kind::InputImage => {
+                let mut files = Vec::new();
+                super::walk(&root.join("input"), "", &mut files);
+                Some(files)
+            }
+            _ => None,
+        }
+    }
+
+    /// The `/object_info` entry of a class with a schema, in ComfyUI's shape.
+    pub fn class_info(class: &str, root: &Path) -> Option<String> {
+        let (inputs, outputs) = schema(class)?;
+        let required: Vec<String> = inputs
+            .iter()
+            .map(|(name, kind)| {
+                let spec = match (kind, choices(root, kind)) {
+                    (_, Some(list)) => format!(
+                        "[[{}]]",
+                        list.iter()
+                            .map(|s| json_str(s))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    (Kind::Link(t), _) => format!("[{}]", json_str(t)),
+                    (Kind::Int, _) => r#"["INT", {"default": 0}]"#.into(),
+                    (Kind::Float, _) => r#"["FLOAT", {"default": 1.0}]"#.into(),
+                    _ => r#"["STRING", {"multiline": true}]"#.into(),
+                };
+                format!("{}: {spec}", json_str(name))
+            })
+            .collect();
+        let outs: Vec<String> = outputs.iter().map(|o| json_str(o)).collect();
+        Some(format!(
+            r#"{}: {{"input": {{"required": {{{}}}}}, "output": [{}], "output_is_list": [], "output_name": [{2}], "name": {0}, "display_name": {0}, "description": "", "category": "mock", "output_node": {}}}"#,
+            json_str(class),
+            required.join(", "),
+            outs.join(", "),
+            class == "SaveImage"
+        ))
+    }
+
+    type Reply = (String, &'static str, Vec<u8>);
+
+    fn json(status: &str, body: String) -> Reply {
+        (status.to_string(), "application/json", body.into_bytes())
+    }
+
+    pub fn route(method: &str, path: &str, body: &[u8], root: &Path) -> Option<Reply> {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        match (method, path) {
+            ("POST", "/prompt") => Some(prompt(body, root)),
+            ("GET", "/history") => Some(json("200 OK", history_json(None))),
+            ("GET", p) if p.starts_with("/history/") => {
+                Some(json("200 OK", history_json(Some(&p["/history/".len()..]))))
+            }
+            ("GET", "/view") => Some(view(query, root)),
+            _ => None,
+        }
+    }
+
+    // ---- history ------------------------------------------------------------------------
+
+    fn history() -> &'static Mutex<Vec<(String, String)>> {
+        static H: OnceLock<Mutex<Vec<(String, String)>>> = OnceLock::new();
+        H.get_or_init(|| Mutex::new(Vec::new()))
+    }
+
+    fn history_json(id: Option<&str>) -> String {
+        let h = history().lock().unwrap();
+        let items: Vec<String> = h
+            .iter()
+            .filter(|(i, _)| id.is_none_or(|id| id == i))
+            .map(|(i, entry)| format!("{}: {entry}", json_str(i)))
+            .collect();
+        format!("{{{}}}", items.join(", "))
+    }
+
+    fn now_ms() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    }
+
+    // ---- POST /prompt ---------------------------------------------------------------------
+
+    fn prompt(body: &[u8], root: &Path) -> Reply {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("user/mock_prompts.jsonl"))
+        {
+            let _ = f.write_all(body);
+            let _ = f.write_all(b"\n");
+        }
+        let Some(Json::Obj(request)) = Json::parse(body) else {
+            return json("400 Bad Request", r#"{"error": {"type": "invalid_prompt", "message": "Invalid prompt: body is not JSON", "details": "", "extra_info": {}}, "node_errors": {}}"#.into());
+        };
+        let Some(Json::Obj(graph)) = get(&request, "prompt").cloned() else {
+            return json("400 Bad Request", r#"{"error": {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided", "extra_info": {}}, "node_errors": {}}"#.into());
+        };
+        if let Err(e) = validate(&graph, root) {
+            return json("400 Bad Request", e);
+        }
+        static N: Mutex<u64> = Mutex::new(0);
+        let number = {
+            let mut n = N.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            number,
+            now_ms() & 0xffff_ffff_ffff
+        );
+        let root = root.to_path_buf();
+        let run_id = id.clone();
+        std::thread::spawn(move || execute(&run_id, &graph, &root));
+        json(
+            "200 OK",
+            format!(
+                r#"{{"prompt_id": {}, "number": {number}, "node_errors": {{}}}}"#,
+                json_str(&id)
+            ),
+        )
+    }
+
+    fn get<'a>(obj: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
+        obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn class_of(node: &Json) -> Option<&str> {
+        match node {
+            Json::Obj(o) => match get(o, "class_type") {
+                Some(Json::Str(s)) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn inputs_of(node: &Json) -> &[(String, Json)] {
+        match node {
+            Json::Obj(o) => match get(o, "inputs") {
+                Some(Json::Obj(i)) => i,
+                _ => &[],
+            },
+            _ => &[],
+        }
+    }
+
+    fn error(kind: &str, message: &str, details: &str) -> String {
+        format!(
+            r#"{{"type": {}, "message": {}, "details": {}, "extra_info": {{}}}}"#,
+            json_str(kind),
+            json_str(message),
+            json_str(details)
+        )
+    }
+
+    fn validate(graph: &[(String, Json)], root: &Path) -> Result<(), String> {
+        let known = super::node_classes(root);
+        for (id, node) in graph {
+            let class = class_of(node).unwrap_or("");
+            if !known.iter().any(|k| k == class) {
+                let e = error(
+                    "invalid_prompt",
+                    &format!("Cannot execute because node {class} does not exist."),
+                    &format!("Node ID '#{id}'"),
+                );
+                return Err(format!(r#"{{"error": {e}, "node_errors": {{}}}}"#));
+            }
+        }
+        let outputs: Vec<&String> = graph
+            .iter()
+            .filter(|(_, n)| class_of(n) == Some("SaveImage"))
+            .map(|(id, _)| id)
+            .collect();
+        if outputs.is_empty() {
+            let e = error("prompt_no_outputs", "Prompt has no outputs", "");
+            return Err(format!(r#"{{"error": {e}, "node_errors": []}}"#));
+        }
+        let mut node_errors = Vec::new();
+        for (id, node) in graph {
+            let class = class_of(node).unwrap_or("");
+            let errors = node_input_errors(graph, node, class, root);
+            if !errors.is_empty() {
+                let deps: Vec<String> = outputs.iter().map(|o| json_str(o)).collect();
+                node_errors.push(format!(
+                    r#"{}: {{"errors": [{}], "dependent_outputs": [{}], "class_type": {}}}"#,
+                    json_str(id),
+                    errors.join(", "),
+                    deps.join(", "),
+                    json_str(class)
+                ));
+            }
+        }
+        if node_errors.is_empty() {
+            return Ok(());
+        }
+        let e = error(
+            "prompt_outputs_failed_validation",
+            "Prompt outputs failed validation",
+            "",
+        );
+        Err(format!(
+            r#"{{"error": {e}, "node_errors": {{{}}}}}"#,
+            node_errors.join(", ")
+        ))
+    }
+
+    fn node_input_errors(
+        graph: &[(String, Json)],
+        node: &Json,
+        class: &str,
+        root: &Path,
+    ) -> Vec<String> {
+        let Some((spec, _)) = schema(class) else {
+            return Vec::new();
+        };
+        let inputs = inputs_of(node);
+        let mut errors = Vec::new();
+        for (name, kind) in &spec {
+            let Some(value) = get(inputs, name) else {
+                errors.push(error(
+                    "required_input_missing",
+                    "Required input is missing",
+                    name,
+                ));
+                continue;
+            };
+            if let Json::Arr(link) = value {
+                let from = match link.first() {
+                    Some(Json::Str(s)) => s.clone(),
+                    Some(Json::Num(n)) => format!("{n}"),
+                    _ => String::new(),
+                };
+                let slot = match link.get(1) {
+                    Some(Json::Num(n)) => *n as usize,
+                    _ => usize::MAX,
+                };
+                let received = get(graph, &from)
+                    .and_then(class_of)
+                    .and_then(schema)
+                    .and_then(|(_, outs)| outs.get(slot).copied());
+                let wanted = match kind {
+                    Kind::Link(t) => *t,
+                    _ => "",
+                };
+                if received != Some(wanted) {
+                    let got = received.unwrap_or("none");
+                    errors.push(error(
+                        "return_type_mismatch",
+                        "Return type mismatch between linked nodes",
+                        &format!("{name}, received_type({got}) mismatch input_type({wanted})"),
+                    ));
+                }
+                continue;
+            }
+            match (kind, value) {
+                (Kind::Link(t), _) => errors.push(error(
+                    "invalid_input_type",
+                    &format!("Input {name} must be a link to a {t} output"),
+                    name,
+                )),
+                (Kind::Int | Kind::Float, Json::Num(_)) | (Kind::Str, Json::Str(_)) => {}
+                (Kind::Int | Kind::Float | Kind::Str, _) => errors.push(error(
+                    "invalid_input_type",
+                    "Failed to convert an input value",
+                    &format!("{name}: wrong type"),
+                )),
+                (Kind::InputImage, Json::Str(v)) => {
+                    if !annotated(root, v).is_some_and(|p| p.is_file()) {
+                        errors.push(error(
+                            "custom_validation_failed",
+                            "Custom validation failed for node",
+                            &format!("image - Invalid image file: {v}"),
+                        ));
+                    }
+                }
+                (_, Json::Str(v)) => {
+                    let list = choices(root, kind).unwrap_or_default();
+                    if !list.contains(v) {
+                        errors.push(error(
+                            "value_not_in_list",
+                            "Value not in list",
+                            &format!("{name}: '{v}' not in {list:?}"),
+                        ));
+                    }
+                }
+                _ => errors.push(error("value_not_in_list", "Value not in list", name)),
+            }
+        }
+        errors
+    }
+
+    /// ComfyUI's folder_paths.get_annotated_filepath: `name [output]`, `name [input]`, else input.
+    fn annotated(root: &Path, name: &str) -> Option<std::path::PathBuf> {
+        let (name, dir) = if let Some(n) = name.strip_suffix("[output]") {
+            (n.trim_end(), "output")
+        } else if let Some(n) = name.strip_suffix("[input]") {
+            (n.trim_end(), "input")
+        } else {
+            (name, "input")
+        };
+        (!name.contains("..")).then(|| root.join(dir).join(name))
+    }
+
+    // ---- execution ----------------------------------------------------------------------------
+
+    fn execute(id: &str, graph: &[(String, Json)], root: &Path) {
+        let mode = std::fs::read_to_string(root.join("user/mock_generate")).unwrap_or_default();
+        let mode = mode.trim();
+        let start = now_ms();
+        println!("got prompt");
+        if mode == "never" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        let mut messages = vec![format!(
+            r#"["execution_start", {{"prompt_id": {}, "timestamp": {start}}}]"#,
+            json_str(id)
+        )];
+        let failure = graph.iter().find_map(|(node_id, node)| {
+            let class = class_of(node)?;
+            node_failure(class, root, mode).map(|(t, m)| (node_id.clone(), class.to_string(), t, m))
+        });
+        if let Some((node_id, class, typ, message)) = failure {
+            println!("!!! Exception during processing !!! {message}");
+            println!("Traceback (most recent call last):\n  File \"/opt/ComfyUI/execution.py\", line 496, in execute\n{typ}: {message}");
+            println!("Prompt executed in 0.15 seconds");
+            messages.push(format!(
+                r#"["execution_error", {{"prompt_id": {}, "node_id": {}, "node_type": {}, "executed": [], "exception_message": {}, "exception_type": {}, "traceback": ["  File \"/opt/ComfyUI/execution.py\", line 496, in execute\n"], "current_inputs": {{}}, "current_outputs": {{}}, "timestamp": {}}}]"#,
+                json_str(id), json_str(&node_id), json_str(&class), json_str(&message), json_str(&typ), now_ms()
+            ));
+            record(id, "{}", "error", false, &messages);
+            return;
+        }
+        let mut outputs = Vec::new();
+        if mode != "no_image" {
+            for (node_id, node) in graph
+                .iter()
+                .filter(|(_, n)| class_of(n) == Some("SaveImage"))
+            {
+                let prefix = match get(inputs_of(node), "filename_prefix") {
+                    Some(Json::Str(s)) => s.clone(),
+                    _ => "ComfyUI".into(),
+                };
+                let (w, h) = latent_size(graph);
+                if let Some(file) = save_png(root, &prefix, w, h) {
+                    outputs.push(format!(r#"{}: {{"images": [{file}]}}"#, json_str(node_id)));
+                }
+            }
+        }
+        println!("Prompt executed in 0.15 seconds");
+        messages.push(format!(
+            r#"["execution_success", {{"prompt_id": {}, "timestamp": {}}}]"#,
+            json_str(id),
+            now_ms()
+        ));
+        record(
+            id,
+            &format!("{{{}}}", outputs.join(", ")),
+            "success",
+            true,
+            &messages,
+        );
+    }
+
+    fn record(id: &str, outputs: &str, status: &str, completed: bool, messages: &[String]) {
+        let entry = format!(
+            r#"{{"prompt": [], "outputs": {outputs}, "status": {{"status_str": {}, "completed": {completed}, "messages": [{}]}}, "meta": {{}}}}"#,
+            json_str(status),
+            messages.join(", ")
+        );
+        history().lock().unwrap().push((id.to_string(), entry));
+    }
+
+    /// What the real node raises when its files are missing (IPAdapterPlus.py, utils.py).
+    fn node_failure(class: &str, root: &Path, mode: &str) -> Option<(String, String)> {
+        let has = |folder: &str, needle: &str| {
+            folder_files(root, folder)
+                .iter()
+                .any(|f| f.to_lowercase().contains(needle))
+        };
+        let fail = |m: &str| Some(("Exception".to_string(), m.to_string()));
+        match class {
+            "IPAdapterUnifiedLoaderFaceID" if !has("clip_vision", "vit-h-14") => {
+                fail("ClipVision model not found.")
+            }
+            "IPAdapterUnifiedLoaderFaceID" if !has("ipadapter", "faceid-plusv2_sdxl") => {
+                fail("IPAdapter model not found.")
+            }
+            "IPAdapterUnifiedLoaderFaceID" if !has("loras", "faceid-plusv2_sdxl_lora") => {
+                fail("LoRA model not found.")
+            }
+            "IPAdapterUnifiedLoaderFaceID" if !has("insightface", "buffalo_l/") => {
+                Some(("AssertionError".into(), String::new()))
+            }
+            "IPAdapterFaceID" if mode == "exec_error" => fail("InsightFace: No face detected."),
+            _ => None,
+        }
+    }
+
+    fn latent_size(graph: &[(String, Json)]) -> (u32, u32) {
+        let latent = graph
+            .iter()
+            .find(|(_, n)| class_of(n) == Some("EmptyLatentImage"));
+        let dim = |k: &str| match latent.map(|(_, n)| inputs_of(n)).and_then(|i| get(i, k)) {
+            Some(Json::Num(v)) if *v >= 1.0 && *v <= 8192.0 => *v as u32,
+            _ => 64,
+        };
+        (dim("width"), dim("height"))
+    }
+
+    /// SaveImage's naming: `<prefix>_<counter:05>_.png` under output/<prefix's folder>.
+    fn save_png(root: &Path, prefix: &str, w: u32, h: u32) -> Option<String> {
+        let (sub, base) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let dir = root.join("output").join(sub);
+        std::fs::create_dir_all(&dir).ok()?;
+        let counter = (1..).find(|n| !dir.join(format!("{base}_{n:05}_.png")).exists())?;
+        let name = format!("{base}_{counter:05}_.png");
+        std::fs::write(dir.join(&name), png(w, h)).ok()?;
+        Some(format!(
+            r#"{{"filename": {}, "subfolder": {}, "type": "output"}}"#,
+            json_str(&name),
+            json_str(sub)
+        ))
+    }
+
+    // ---- GET /view ------------------------------------------------------------------------
+
+    fn view(query: &str, root: &Path) -> Reply {
+        let param = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| {
+                    kv.split_once('=')
+                        .filter(|(key, _)| *key == k)
+                        .map(|(_, v)| unescape(v))
+                })
+                .unwrap_or_default()
+        };
+        let (name, sub, kind) = (param("filename"), param("subfolder"), param("type"));
+        let dir = match kind.as_str() {
+            "" | "output" => "output",
+            "input" => "input",
+            "temp" => "temp",
+            _ => return ("400 Bad Request".into(), "text/plain", b"".to_vec()),
+        };
+        if name.is_empty() || name.contains("..") || sub.contains("..") {
+            return ("400 Bad Request".into(), "text/plain", b"".to_vec());
+        }
+        match std::fs::read(root.join(dir).join(&sub).join(&name)) {
+            Ok(bytes) => ("200 OK".into(), "image/png", bytes),
+            Err(_) => (
+                "404 Not Found".into(),
+                "text/plain",
+                b"404: Not Found".to_vec(),
+            ),
+        }
+    }
+
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match hex {
+                        Some(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    // ---- a PNG encoder: stored (uncompressed) deflate blocks, crc32, adler32 -------------------
+
+    pub fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut raw = Vec::with_capacity((w as usize * 3 + 1) * h as usize);
+        for y in 0..h {
+            raw.push(0); // filter: none
+            for x in 0..w {
+                raw.extend([(x * 255 / w.max(1)) as u8, (y * 255 / h.max(1)) as u8, 128]);
+            }
+        }
+        let mut z = vec![0x78, 0x01];
+        let chunks: Vec<&[u8]> = raw.chunks(65535).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            z.push((i + 1 == chunks.len()) as u8);
+            let len = c.len() as u16;
+            z.extend(len.to_le_bytes());
+            z.extend((!len).to_le_bytes());
+            z.extend_from_slice(c);
+        }
+        z.extend(adler32(&raw).to_be_bytes());
+        let mut ihdr = Vec::new();
+        ihdr.extend(w.to_be_bytes());
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [(b"IHDR", ihdr), (b"IDAT", z), (b"IEND", Vec::new())] {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut crc_input = kind.to_vec();
+            crc_input.extend(&data);
+            out.extend(&crc_input);
+            out.extend(crc32(&crc_input).to_be_bytes());
+        }
+        out
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    fn adler32(data: &[u8]) -> u32 {
+        let (mut a, mut b) = (1u32, 0u32);
+        for &d in data {
+            a = (a + d as u32) % 65521;
+            b = (b + a) % 65521;
+        }
+        (b << 16) | a
+    }
+
+    // ---- a small JSON reader (std only) -------------------------------------------------------
+
+    #[derive(Clone, Debug)]
+    pub enum Json {
+        Null,
+        Bool(#[allow(dead_code)] bool),
+        Num(f64),
+        Str(String),
+        Arr(Vec<Json>),
+        Obj(Vec<(String, Json)>),
+    }
+
+    impl Json {
+        pub fn parse(bytes: &[u8]) -> Option<Json> {
+            let mut p = Parser { b: bytes, i: 0 };
+            let v = p.value()?;
+            p.ws();
+            (p.i == bytes.len()).then_some(v)
+        }
+    }
+
+    struct Parser<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.b.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> bool {
+            self.ws();
+            let ok = self.b.get(self.i) == Some(&c);
+            self.i += ok as usize;
+            ok
+        }
+
+        fn value(&mut self) -> Option<Json> {
+            self.ws();
+            match *self.b.get(self.i)? {
+                b'{' => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    if self.eat(b'}') {
+                        return Some(Json::Obj(items));
+                    }
+                    loop {
+                        self.ws();
+                        let Json::Str(k) = self.value()? else {
+                            return None;
+                        };
+                        if !self.eat(b':') {
+                            return None;
+                        }
+                        items.push((k, self.value()?));
+                        if self.eat(b'}') {
+                            return Some(Json::Obj(items));
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                b'[' => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    if self.eat(b']') {
+                        return Some(Json::Arr(items));
+                    }
+                    loop {
+                        items.push(self.value()?);
+                        if self.eat(b']') {
+                            return Some(Json::Arr(items));
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                b'"' => self.string().map(Json::Str),
+                b't' => self.word("true", Json::Bool(true)),
+                b'f' => self.word("false", Json::Bool(false)),
+                b'n' => self.word("null", Json::Null),
+                _ => {
+                    let start = self.i;
+                    while self
+                        .b
+                        .get(self.i)
+                        .is_some_and(|c| b"+-.eE0123456789".contains(c))
+                    {
+                        self.i += 1;
+                    }
+                    std::str::from_utf8(&self.b[start..self.i])
+                        .ok()?
+                        .parse()
+                        .ok()
+                        .map(Json::Num)
+                }
+            }
+        }
+
+        fn word(&mut self, w: &str, v: Json) -> Option<Json> {
+            let ok = self.b[self.i..].starts_with(w.as_bytes());
+            self.i += w.len();
+            ok.then_some(v)
+        }
+
+        fn string(&mut self) -> Option<String> {
+            self.i += 1;
+            let mut out = Vec::new();
+            loop {
+                let c = *self.b.get(self.i)?;
+                self.i += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).ok(),
+                    b'\\' => {
+                        let e = *self.b.get(self.i)?;
+                        self.i += 1;
+                        match e {
+                            b'n' => out.push(b'\n'),
+                            b't' => out.push(b'\t'),
+                            b'r' => out.push(b'\r'),
+                            b'b' => out.push(8),
+                            b'f' => out.push(12),
+                            b'u' => {
+                                let hex =
+                                    std::str::from_utf8(self.b.get(self.i..self.i + 4)?).ok()?;
+                                let ch = char::from_u32(u32::from_str_radix(hex, 16).ok()?)
+                                    .unwrap_or('\u{fffd}');
+                                self.i += 4;
+                                out.extend(ch.to_string().as_bytes());
+                            }
+                            other => out.push(other),
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
         }
     }
 }

@@ -333,28 +333,15 @@ pub fn stderr(out: &Output) -> String {
 pub fn test_image(docker_host: &str) -> String {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs");
-    let text = std::fs::read(&source).unwrap();
-    let hash = text.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    });
-    let tag = format!("lifeos-test/comfyui-mock:{:012x}", hash & 0xffff_ffff_ffff);
+    let source = mock_source();
+    let tag = format!(
+        "lifeos-test/comfyui-mock:{:012x}",
+        fnv(&std::fs::read(&source).unwrap())
+    );
     let docker = |args: &str| sh(&format!("DOCKER_HOST='{docker_host}' docker {args}"));
-    let present = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "DOCKER_HOST='{docker_host}' docker image inspect '{tag}' >/dev/null 2>&1"
-        ))
-        .status()
-        .unwrap()
-        .success();
-    if !present {
+    if !image_present(docker_host, &tag) {
         let dir = tempfile::tempdir().unwrap();
-        sh(&format!(
-            "rustc --edition 2021 -O -C target-feature=+crt-static '{}' -o '{}/mock-comfyui'",
-            source.display(),
-            dir.path().display()
-        ));
+        compile_mock(dir.path());
         std::fs::write(
             dir.path().join("Dockerfile"),
             "FROM scratch\nCOPY mock-comfyui /mock-comfyui\nEXPOSE 8188\nCMD [\"/mock-comfyui\"]\n",
@@ -363,6 +350,38 @@ pub fn test_image(docker_host: &str) -> String {
         docker(&format!("build -q -t '{tag}' '{}'", dir.path().display()));
     }
     tag
+}
+
+fn mock_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs")
+}
+
+/// FNV-1a, 48 bits: a tag that changes with the bytes.
+fn fnv(bytes: &[u8]) -> u64 {
+    let hash = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    });
+    hash & 0xffff_ffff_ffff
+}
+
+fn image_present(docker_host: &str, tag: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "DOCKER_HOST='{docker_host}' docker image inspect '{tag}' >/dev/null 2>&1"
+        ))
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The mock ComfyUI as a static binary `dir/mock-comfyui`.
+fn compile_mock(dir: &Path) {
+    sh(&format!(
+        "rustc --edition 2021 -O -C target-feature=+crt-static '{}' -o '{}/mock-comfyui'",
+        mock_source().display(),
+        dir.display()
+    ));
 }
 
 /// A playbook for tests: the RTX 4090 one with the test image, a free port, a project of its
@@ -416,3 +435,96 @@ pub fn http_get(url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// A Debian bookworm base with Python and venv, built locally from Debian's packages (no
+/// registry is reachable here): `debootstrap --variant=minbase`, then `docker import`. Cached by
+/// tag on each daemon, the root filesystem once per machine.
+pub fn debian_python_image(docker_host: &str) -> Option<String> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = "lifeos-test/debian-python:bookworm";
+    if image_present(docker_host, tag) {
+        return Some(tag.to_string());
+    }
+    require(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "debootstrap (apt-get install debootstrap)",
+    )?;
+    let rootfs = Path::new("/tmp/lifeos-spark-test/debian-python-rootfs");
+    if !rootfs.join("usr/bin/python3").exists() {
+        let _ = std::fs::remove_dir_all(rootfs);
+        // The mirror apt itself uses (Debian's, in /etc/apt/sources.list.d/debian.sources).
+        sh(&format!(
+            "debootstrap --variant=minbase --include=python3,python3-venv bookworm '{}' http://deb.debian.org/debian >/dev/null",
+            rootfs.display()
+        ));
+    }
+    sh(&format!(
+        "tar -C '{}' -c . | DOCKER_HOST='{docker_host}' docker import - '{tag}' >/dev/null",
+        rootfs.display()
+    ));
+    Some(tag.to_string())
+}
+
+/// The mock ComfyUI on the Debian Python base, with the `ENV` lines the generated Dockerfile
+/// sets (`env_lines`, taken from `compose::render_dockerfile`): a service container where pip
+/// and virtualenvs are real.
+pub fn python_test_image(docker_host: &str, env_lines: &str) -> Option<String> {
+    let base = debian_python_image(docker_host)?;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut text = std::fs::read(mock_source()).unwrap();
+    text.extend(env_lines.as_bytes());
+    let tag = format!("lifeos-test/comfyui-python:{:012x}", fnv(&text));
+    if image_present(docker_host, &tag) {
+        return Some(tag);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    compile_mock(dir.path());
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY mock-comfyui /mock-comfyui\n{env_lines}\nEXPOSE 8188\nCMD [\"/mock-comfyui\"]\n"),
+    )
+    .unwrap();
+    sh(&format!(
+        "DOCKER_HOST='{docker_host}' docker build -q -t '{tag}' '{}'",
+        dir.path().display()
+    ));
+    Some(tag)
+}
+
+/// An SSH host posing as a GPU machine (`profile`, fake nvidia-smi) on the Docker daemon
+/// `docker`, reachable from `client` as `alias`.
+pub fn gpu_host(
+    client: &ClientHome,
+    profile: &str,
+    alias: &str,
+    docker: &str,
+) -> Option<SshServer> {
+    let server = SshServer::start(SshServerConfig {
+        gpu_profile: Some(profile),
+        docker_host: Some(docker.to_string()),
+        authorized_keys: vec![client.public_key()],
+    })?;
+    client.add_alias(alias, &server);
+    client.trust(&server);
+    Some(server)
+}
+
+/// The model files the check generation loads besides the checkpoint, by their names in the
+/// embedded manifest (the mock's FaceID loader looks for them as the real one does).
+pub const FACEID_FILES: [(&str, &str); 4] = [
+    ("vae", "models/vae/sdxl_vae.safetensors"),
+    (
+        "lora",
+        "models/loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors",
+    ),
+    (
+        "ipadapter",
+        "models/ipadapter/ip-adapter-faceid-plusv2_sdxl.bin",
+    ),
+    (
+        "clip",
+        "models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
+    ),
+];
