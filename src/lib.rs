@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod playbook;
 pub mod service;
 pub mod setup;
+pub mod source;
 pub mod status;
 pub mod step;
 pub mod system;

@@ -1,24 +1,29 @@
-//! `migrate`: an RTX PC's ComfyUI moved to a Spark. Both hosts are checked, the source's
-//! workflows backed up, the destination set up (models copied from the source when it has them,
-//! else downloaded), the workflows restored and the destination verified. Only then does
-//! Life-OS's `.env` point at the destination; a failure anywhere before leaves it on the
-//! source, which keeps working. Every stage checks first, so a re-run resumes.
+//! `migrate`: an RTX PC's ComfyUI moved to a Spark. The source's ComfyUI is found
+//! (`source::discover`: a container, a checkout, or this tool's root), its workflows backed up,
+//! everything it holds inventoried and planned (`source::inventory`), the destination set up
+//! (each manifest file copied from the source when the source has its bytes, wherever they are,
+//! else downloaded), the user's files and extra nodes carried over (`source::transfer`) and the
+//! destination verified. Only then does Life-OS's `.env` point at the destination; a failure
+//! anywhere before leaves it on the source, which keeps working. Every stage checks first, so
+//! a re-run resumes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use serde::Serialize;
 
 use crate::doctor::{self, DoctorOptions, Status};
 use crate::envfile::{self, SetOptions};
 use crate::gpu::{self, Profile};
 use crate::host::Host;
-use crate::models::copy::{self, Source};
-use crate::models::manifest::Manifest;
+use crate::models::copy::ModelSource;
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::setup::{self, Phase, SetupOptions, SetupReport};
+use crate::source::inventory::{self, Action, Destination, Plan};
+use crate::source::transfer::{self, Moved, TransferOptions};
+use crate::source::{self, Hints, Layout};
 use crate::step::{FileStep, Mode, Outcome, Replace, StepReport};
 use crate::ui::{HintExt, Printer};
 use crate::workflows;
@@ -45,6 +50,10 @@ pub struct MigrateOptions {
     pub from_playbook: Option<String>,
     pub from_root: Option<String>,
     pub from_url: Option<String>,
+    /// The source's container, when discovery finds several ComfyUIs.
+    pub from_container: Option<String>,
+    /// Replace the destination's files that differ (each kept as `<name>.before-migrate`).
+    pub overwrite: bool,
     /// Life-OS's `.env` on this machine.
     pub env_file: Option<String>,
     pub mode: MigrateMode,
@@ -62,7 +71,11 @@ pub struct MigrateReport {
     pub to: String,
     pub dry_run: bool,
     pub steps: Vec<StepReport>,
+    /// What the source holds and what becomes of each item.
+    pub plan: Option<Plan>,
     pub setup: Option<SetupReport>,
+    /// The user files that moved, with their sha256.
+    pub moved: Vec<Moved>,
 }
 
 impl MigrateReport {
@@ -111,6 +124,8 @@ struct Migration<'a> {
     opts: &'a MigrateOptions,
     printer: &'a Printer,
     steps: Vec<StepReport>,
+    plan: Option<Plan>,
+    moved: Vec<Moved>,
 }
 
 pub fn migrate(
@@ -127,6 +142,8 @@ pub fn migrate(
         opts: &opts,
         printer,
         steps: Vec::new(),
+        plan: None,
+        moved: Vec::new(),
     };
     let setup = m.run();
     let (setup, error) = match setup {
@@ -149,7 +166,9 @@ pub fn migrate(
         to: to.name().into(),
         dry_run: opts.setup.mode.dry_run,
         steps: m.steps,
+        plan: m.plan,
         setup,
+        moved: m.moved,
     })
 }
 
@@ -160,9 +179,13 @@ impl<'a> Migration<'a> {
 
     fn run(&mut self) -> Result<Option<SetupReport>> {
         let from_d = self.source_deployment()?;
+        let layout = self.discover(&from_d)?;
         self.check_source(&from_d)?;
-        let archive = self.backup(&from_d)?;
-        let models_from = self.models_source(&from_d)?;
+        self.backup(&layout)?;
+        let (to_d, plan) = self.plan(&layout)?;
+        transfer::refuse_conflicts(&plan, self.opts.overwrite || self.dry_run())?;
+        let models_from = self.models_source(&plan)?;
+        self.plan = Some(plan);
         let setup = self.setup_destination(models_from)?;
         if setup.failed() {
             self.steps.push(StepReport::new(
@@ -172,7 +195,7 @@ impl<'a> Migration<'a> {
             ));
             return Ok(Some(setup));
         }
-        self.restore(archive.as_deref(), &from_d, &setup)?;
+        self.carry(&to_d, &setup)?;
         // `.env` moves only to a destination whose verify phase ran and passed.
         if !self.dry_run() && setup.outcome(Phase::Verify) != Some(Outcome::Ok) {
             let why = "the destination was not verified (its `verify` phase did not pass); Life-OS's .env still points at the source";
@@ -248,8 +271,22 @@ impl<'a> Migration<'a> {
         Ok(())
     }
 
-    /// The source's workflows, archived on this machine (kept: the operator's copy).
-    fn backup(&mut self, from_d: &Deployment) -> Result<Option<PathBuf>> {
+    /// The source's ComfyUI and its folders: `--from-root`/`--from-container`, else found.
+    fn discover(&mut self, from_d: &Deployment) -> Result<Layout> {
+        let hints = Hints {
+            root: self.opts.from_root.clone(),
+            container: self.opts.from_container.clone(),
+            tool_root: Some(from_d.root.to_string_lossy().into_owned()),
+        };
+        let layout = source::discover(self.from.as_ref(), &hints)?;
+        self.steps
+            .push(StepReport::new("discover", Outcome::Ok, layout.describe()));
+        Ok(layout)
+    }
+
+    /// The source's workflow folders under ComfyUI's base, archived on this machine (kept: the
+    /// operator's copy).
+    fn backup(&mut self, layout: &Layout) -> Result<Option<PathBuf>> {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
         let name = self
             .from
@@ -262,7 +299,7 @@ impl<'a> Migration<'a> {
         if !self.dry_run() {
             self.local.mkdir_p(&self.opts.backup_dir)?;
         }
-        let root = from_d.root.to_string_lossy().into_owned();
+        let root = layout.base.to_string_lossy().into_owned();
         let r = workflows::backup(self.from.as_ref(), &root, self.local, &out, self.dry_run())?;
         let (outcome, detail) = match &r.archive {
             Some(a) => (
@@ -282,103 +319,126 @@ impl<'a> Migration<'a> {
         Ok(r.archive)
     }
 
-    fn models_source(&mut self, from_d: &Deployment) -> Result<Option<(Arc<dyn Host>, PathBuf)>> {
-        let manifest = Manifest::load(self.opts.setup.manifest.as_deref(), false)?;
-        let source = Source {
-            host: from_d.host,
-            root: &from_d.root,
+    /// The destination's deployment (as `setup` will choose it) and the plan against it.
+    fn plan(&mut self, layout: &Layout) -> Result<(Deployment<'a>, Plan)> {
+        let to: &'a Arc<dyn Host> = self.to;
+        let setup = &self.opts.setup;
+        let (profile, _) = profile_of(to.as_ref())?;
+        let playbook = Playbook::choose(setup.playbook.as_deref(), profile, setup.gpu)?;
+        let manifest = setup::manifest_for(setup, &playbook)?;
+        let nodes = setup::node_list_for(setup, &playbook)?;
+        let to_d = Deployment::new(
+            to.as_ref(),
+            playbook,
+            setup.root.as_deref(),
+            setup.gpu,
+            setup.bind,
+        )?;
+        let dest = Destination {
+            host: to.as_ref(),
+            root: &to_d.root,
         };
-        let has_all = copy::source_has_all(&source, &manifest)?;
-        let choice = match (self.opts.models_from, has_all) {
-            (Some(ModelsFrom::Source), false) => {
-                return Err(anyhow!("{} does not hold every model file of the manifest", self.from.name()))
-                    .hint("use `--models-from internet`, or run `lifeos-spark --host SOURCE models pull` first")
-            }
-            (Some(choice), _) => choice,
-            (None, true) => ModelsFrom::Source,
-            (None, false) => ModelsFrom::Internet,
-        };
-        let detail = match choice {
-            ModelsFrom::Source => format!(
-                "copy from {} (no second 13.8 GB download)",
-                self.from.name()
+        let plan = inventory::plan(
+            self.from.as_ref(),
+            layout,
+            &dest,
+            &manifest,
+            &nodes,
+            self.printer,
+        )?;
+        let t = &plan.totals;
+        self.steps.push(StepReport::new(
+            "plan",
+            if t.conflicts > 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            },
+            format!(
+                "copy {} files ({}), download {} ({}), {} git clones, {} conflicts, {} not moved",
+                t.copy_files,
+                bytesize::ByteSize(t.copy_bytes),
+                t.download_files,
+                bytesize::ByteSize(t.download_bytes),
+                t.clones,
+                t.conflicts,
+                t.not_moved
             ),
-            ModelsFrom::Internet => "download from the manifest's URLs".to_string(),
-        };
-        self.steps
-            .push(StepReport::new("models source", Outcome::Ok, detail));
-        Ok((choice == ModelsFrom::Source).then(|| (self.from.clone(), from_d.root.clone())))
+        ));
+        Ok((to_d, plan))
     }
 
-    fn setup_destination(
-        &mut self,
-        models_from: Option<(Arc<dyn Host>, PathBuf)>,
-    ) -> Result<SetupReport> {
+    /// Which manifest files come from the source: those it has the bytes of, unless
+    /// `--models-from internet`.
+    fn models_source(&mut self, plan: &Plan) -> Result<Option<ModelSource>> {
+        let files = plan.model_sources();
+        let missing = plan
+            .items
+            .iter()
+            .filter(|i| i.kind == inventory::Kind::Model && i.action == Action::Download)
+            .count();
+        if self.opts.models_from == Some(ModelsFrom::Source) && missing > 0 {
+            return Err(anyhow!(
+                "{} lacks {missing} model files of the manifest",
+                self.from.name()
+            ))
+            .hint(
+                "use `--models-from internet`, or leave `--models-from` out to download only those",
+            );
+        }
+        if self.opts.models_from == Some(ModelsFrom::Internet) {
+            self.steps.push(StepReport::new(
+                "models source",
+                Outcome::Ok,
+                "download from the manifest's URLs",
+            ));
+            return Ok(None);
+        }
+        let detail = format!(
+            "copy from {} {} files, download {missing}",
+            self.from.name(),
+            files.len()
+        );
+        self.steps
+            .push(StepReport::new("models source", Outcome::Ok, detail));
+        Ok(Some(ModelSource {
+            host: self.from.clone(),
+            files,
+        }))
+    }
+
+    /// The user's files and the nodes the node list does not pin, after `setup`.
+    fn carry(&mut self, to_d: &Deployment, setup: &SetupReport) -> Result<()> {
+        let Some(plan) = self.plan.take() else {
+            return Ok(());
+        };
+        let opts = TransferOptions {
+            overwrite: self.opts.overwrite,
+            dry_run: self.dry_run(),
+        };
+        let (steps, moved) = transfer::copy_user_files(
+            self.from.as_ref(),
+            self.to.as_ref(),
+            &to_d.root,
+            &plan,
+            opts,
+            self.printer,
+        )?;
+        self.steps.extend(steps);
+        self.moved = moved;
+        let url = setup.url.clone().unwrap_or_default();
+        let nodes = transfer::clone_nodes(to_d, &plan, &url, opts, self.printer)?;
+        self.steps.extend(nodes);
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    fn setup_destination(&mut self, models_from: Option<ModelSource>) -> Result<SetupReport> {
         let opts = SetupOptions {
             models_from,
             ..self.opts.setup.clone()
         };
         setup::setup(self.to, &opts, self.printer)
-    }
-
-    fn restore(
-        &mut self,
-        archive: Option<&Path>,
-        from_d: &Deployment,
-        setup: &SetupReport,
-    ) -> Result<()> {
-        let root = match &setup.root {
-            Some(r) => r.to_string_lossy().into_owned(),
-            None => bail!("setup chose no deployment root on {}", self.to.name()),
-        };
-        let Some(archive) = archive else {
-            // Dry run: no archive was written; plan the restore straight from the source.
-            let from_root = from_d.root.to_string_lossy().into_owned();
-            let r = workflows::transfer(
-                self.from.as_ref(),
-                &from_root,
-                self.to.as_ref(),
-                &root,
-                false,
-                true,
-            )?;
-            let detail = format!(
-                "would restore {} files, {} unchanged, {} conflicting",
-                r.outcome.restored.len(),
-                r.outcome.unchanged.len(),
-                r.outcome.conflicting.len()
-            );
-            self.steps.push(StepReport::new(
-                "restore workflows",
-                Outcome::WouldChange,
-                detail,
-            ));
-            return Ok(());
-        };
-        let r = workflows::restore(self.local, archive, self.to.as_ref(), &root, false, false)?;
-        if !r.outcome.conflicting.is_empty() {
-            bail!(
-                "{} workflows differ on {} and were left alone: {}",
-                r.outcome.conflicting.len(),
-                self.to.name(),
-                r.outcome.conflicting.join(", ")
-            );
-        }
-        let outcome = if r.outcome.restored.is_empty() {
-            Outcome::Ok
-        } else {
-            Outcome::Changed
-        };
-        let detail = format!(
-            "{} restored, {} unchanged, {} verified on {}",
-            r.outcome.restored.len(),
-            r.outcome.unchanged.len(),
-            r.verified,
-            self.to.name()
-        );
-        self.steps
-            .push(StepReport::new("restore workflows", outcome, detail));
-        Ok(())
     }
 
     /// Life-OS now talks to the destination. Reached only once it is set up and verified.
@@ -472,6 +532,9 @@ pub fn render(report: &MigrateReport) -> String {
         if let (Some(diff), true) = (&s.diff, report.dry_run) {
             out += diff;
         }
+    }
+    if let (Some(plan), true) = (&report.plan, report.dry_run) {
+        out += &format!("\nplan:\n{}", inventory::render(plan));
     }
     if let Some(setup) = &report.setup {
         out += &format!("\nsetup of {}:\n{}", report.to, setup::render(setup));

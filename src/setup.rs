@@ -76,9 +76,9 @@ pub struct SetupOptions {
     /// Phases to run, in `PHASES` order.
     pub phases: Vec<Phase>,
     pub mode: Mode,
-    /// Copy the models from this host and root (`migrate --models-from source`) instead of
-    /// downloading them.
-    pub models_from: Option<(Arc<dyn Host>, PathBuf)>,
+    /// Copy these manifest files from the source host (`migrate`) instead of downloading them;
+    /// the rest is downloaded.
+    pub models_from: Option<crate::models::copy::ModelSource>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -405,23 +405,38 @@ impl<'a> Run<'a> {
     fn models(&mut self) -> Result<PhaseOutput> {
         let d = self.d();
         let manifest = self.manifest()?;
-        if let Some((from, from_root)) = &self.opts.models_from {
-            let source = crate::models::copy::Source {
-                host: from.as_ref(),
-                root: from_root,
-            };
+        let mut copied_steps = Vec::new();
+        let mut copied_bytes = 0;
+        let mut only = Vec::new();
+        if let Some(src) = &self.opts.models_from {
             let dry_run = self.opts.mode.dry_run;
-            let (steps, copied) = crate::models::copy::copy_all(
-                &source,
+            let (steps, copied) = crate::models::copy::copy_files(
+                src.host.as_ref(),
+                &src.files,
                 d.host,
                 &d.root,
                 &manifest,
                 dry_run,
                 self.printer,
             )?;
-            self.downloaded += copied;
-            let detail = format!("copied {} from {}", bytesize::ByteSize(copied), from.name());
-            return Ok(PhaseOutput { steps, detail });
+            copied_bytes = copied;
+            copied_steps = steps;
+            only = (manifest.models.iter())
+                .filter(|m| !src.files.contains_key(&m.id))
+                .map(|m| m.id.clone())
+                .collect();
+            if only.is_empty() {
+                self.downloaded += copied;
+                let detail = format!(
+                    "copied {} from {}",
+                    bytesize::ByteSize(copied),
+                    src.host.name()
+                );
+                return Ok(PhaseOutput {
+                    steps: copied_steps,
+                    detail,
+                });
+            }
         }
         let root = d
             .root
@@ -433,15 +448,20 @@ impl<'a> Run<'a> {
             root,
         };
         let opts = PullOptions {
-            only: Vec::new(),
+            only,
             jobs: self.opts.jobs,
             fetch: self.opts.fetch,
             dry_run: self.opts.mode.dry_run,
             hub: Hub::from_env()?,
         };
         let report = models::pull(&target, &manifest, &opts, self.printer)?;
-        self.downloaded += report.fetched_bytes;
-        pull_output(report)
+        self.downloaded += report.fetched_bytes + copied_bytes;
+        let mut out = pull_output(report)?;
+        if !copied_steps.is_empty() {
+            copied_steps.append(&mut out.steps);
+            out.steps = copied_steps;
+        }
+        Ok(out)
     }
 
     fn verify(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
@@ -504,25 +524,33 @@ impl<'a> Run<'a> {
         Ok(PhaseOutput { detail, steps })
     }
 
-    /// `--manifest`, or the playbook's: the embedded default's name, or a path.
     fn manifest(&self) -> Result<Manifest> {
-        let named = &self.d().playbook.models;
-        let path = match &self.opts.manifest {
-            Some(p) => Some(p.clone()),
-            None if named == crate::playbook::EMBEDDED_MODELS => None,
-            None => Some(PathBuf::from(named)),
-        };
-        Manifest::load(path.as_deref(), false)
+        manifest_for(self.opts, &self.d().playbook)
     }
 
-    /// `--nodes`, or the playbook's: the embedded default's name, or a path.
     fn node_list(&self) -> Result<NodeList> {
-        let named = &self.d().playbook.nodes;
-        match &self.opts.nodes {
-            Some(p) => NodeList::load(Some(p)),
-            None if named == crate::playbook::EMBEDDED_NODES => NodeList::load(None),
-            None => NodeList::load(Some(named)),
-        }
+        node_list_for(self.opts, &self.d().playbook)
+    }
+}
+
+/// `--manifest`, or the playbook's: the embedded default's name, or a path.
+pub fn manifest_for(opts: &SetupOptions, playbook: &Playbook) -> Result<Manifest> {
+    let named = &playbook.models;
+    let path = match &opts.manifest {
+        Some(p) => Some(p.clone()),
+        None if named == crate::playbook::EMBEDDED_MODELS => None,
+        None => Some(PathBuf::from(named)),
+    };
+    Manifest::load(path.as_deref(), false)
+}
+
+/// `--nodes`, or the playbook's: the embedded default's name, or a path.
+pub fn node_list_for(opts: &SetupOptions, playbook: &Playbook) -> Result<NodeList> {
+    let named = &playbook.nodes;
+    match &opts.nodes {
+        Some(p) => NodeList::load(Some(p)),
+        None if named == crate::playbook::EMBEDDED_NODES => NodeList::load(None),
+        None => NodeList::load(Some(named)),
     }
 }
 

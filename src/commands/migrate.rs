@@ -16,6 +16,8 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
         from_playbook: args.from_playbook,
         from_root: args.from_root,
         from_url: args.from_url,
+        from_container: args.from_container,
+        overwrite: args.overwrite,
         env_file: args.env_file,
         mode: args.mode,
         models_from: args.models_from,
