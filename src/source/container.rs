@@ -159,8 +159,11 @@ fn to_host(mounts: &[Mount], inside: &Path) -> Option<PathBuf> {
         .filter(|m| m.kind == "bind" && inside.starts_with(&m.destination))
         .max_by_key(|m| m.destination.len())
         .map(|m| {
-            let rest = inside.strip_prefix(&m.destination).unwrap_or(Path::new(""));
-            Path::new(&m.source).join(rest)
+            // `join("")` would add a trailing slash.
+            match inside.strip_prefix(&m.destination) {
+                Ok(rest) if !rest.as_os_str().is_empty() => Path::new(&m.source).join(rest),
+                _ => PathBuf::from(&m.source),
+            }
         })
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -310,42 +309,44 @@ fn match_manifest(
     Ok(matched)
 }
 
-/// sha256 of each path on `host`, `HASH_JOBS` at a time, with a line per finished file.
+/// sha256 of each path on `host`: `HASH_JOBS` `sha256sum` at once on the host itself (one SSH
+/// command per batch: the bytes are never pulled over the network), a progress line per batch.
 pub fn hash_all(
     host: &dyn Host,
     paths: &[PathBuf],
     printer: &Printer,
 ) -> Result<BTreeMap<PathBuf, String>> {
-    let queue = Mutex::new(paths.iter());
-    let done = Mutex::new(BTreeMap::new());
-    let total = paths.len();
-    std::thread::scope(|s| -> Result<()> {
-        let workers: Vec<_> = (0..HASH_JOBS.min(total))
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let Some(path) = queue.lock().expect("queue").next() else {
-                            return Ok(());
-                        };
-                        let sha = verify::hash_file(host, path)?;
-                        let mut done = done.lock().expect("hashes");
-                        done.insert(path.clone(), sha);
-                        printer.status(format!(
-                            "hashed {}/{total} on {}: {}",
-                            done.len(),
-                            host.name(),
-                            path.display()
-                        ));
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().expect("hash worker panicked")?;
+    let mut done = BTreeMap::new();
+    let batch = HASH_JOBS * 4;
+    for chunk in paths.chunks(batch) {
+        let mut cmd = Command::new("sh").args([
+            "-c",
+            &format!("printf '%s\\0' \"$@\" | xargs -0 -P {HASH_JOBS} -n 1 sha256sum --"),
+            "sh",
+        ]);
+        for p in chunk {
+            cmd = cmd.arg(p.to_str().context("path is not UTF-8")?);
         }
-        Ok(())
-    })?;
-    Ok(done.into_inner().expect("hashes"))
+        let out = host.run_ok(&cmd)?;
+        let text = out.stdout_text();
+        for line in text.lines() {
+            // `HASH  PATH`; a name with a newline or backslash is printed escaped: hashed alone.
+            if let Some((sha, path)) = line.split_once("  ").filter(|(s, _)| s.len() == 64) {
+                done.insert(PathBuf::from(path), sha.to_ascii_lowercase());
+            }
+        }
+        let left: Vec<&PathBuf> = chunk.iter().filter(|p| !done.contains_key(*p)).collect();
+        for p in left {
+            done.insert(p.clone(), verify::hash_file(host, p)?);
+        }
+        printer.status(format!(
+            "hashed {}/{} files on {}",
+            done.len(),
+            paths.len(),
+            host.name()
+        ));
+    }
+    Ok(done)
 }
 
 fn model_item(to: &Destination, file: &ModelFile, source: Option<&PathBuf>) -> Result<Item> {
