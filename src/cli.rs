@@ -336,12 +336,17 @@ pub struct SetupArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
-    #[arg(long, value_name = "TARGET")]
-    pub from: String,
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback")]
+    pub from: Option<String>,
 
     /// The destination (the Spark)
-    #[arg(long, value_name = "TARGET")]
-    pub to: String,
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback")]
+    pub to: Option<String>,
+
+    /// Undo the newest migration of `--env-file`: its .env from the backup, the source's
+    /// container started again if `--stop-source` stopped it
+    #[arg(long, requires = "env_file")]
+    pub rollback: bool,
 
     /// Life-OS's .env on this machine: COMFYUI_URL and friends move to the destination last
     #[arg(long, value_name = "PATH")]

@@ -22,8 +22,9 @@ use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::setup::{self, Phase, SetupOptions, SetupReport};
 use crate::source::inventory::{self, Action, Destination, Plan};
+use crate::source::log::{self, EnvRecord, LoggedItem, MigrationLog};
 use crate::source::transfer::{self, Moved, TransferOptions};
-use crate::source::{self, Hints, Layout};
+use crate::source::{self, Hints, Layout, SourceKind};
 use crate::step::{FileStep, Mode, Outcome, Replace, StepReport};
 use crate::ui::{HintExt, Printer};
 use crate::workflows;
@@ -126,6 +127,9 @@ struct Migration<'a> {
     steps: Vec<StepReport>,
     plan: Option<Plan>,
     moved: Vec<Moved>,
+    layout: Option<Layout>,
+    env_record: Option<EnvRecord>,
+    stopped: Option<String>,
 }
 
 pub fn migrate(
@@ -144,12 +148,18 @@ pub fn migrate(
         steps: Vec::new(),
         plan: None,
         moved: Vec::new(),
+        layout: None,
+        env_record: None,
+        stopped: None,
     };
     let setup = m.run();
     let (setup, error) = match setup {
         Ok(s) => (s, None),
         Err(e) => (None, Some(e)),
     };
+    if !opts.setup.mode.dry_run {
+        m.write_log()?;
+    }
     if let Some(e) = error {
         printer.print_error(&e);
         m.steps.push(StepReport::new(
@@ -180,6 +190,7 @@ impl<'a> Migration<'a> {
     fn run(&mut self) -> Result<Option<SetupReport>> {
         let from_d = self.source_deployment()?;
         let layout = self.discover(&from_d)?;
+        self.layout = Some(layout.clone());
         self.check_source(&from_d)?;
         self.backup(&layout)?;
         let (to_d, plan) = self.plan(&layout)?;
@@ -210,13 +221,7 @@ impl<'a> Migration<'a> {
         self.update_env(&url)?;
         match self.opts.mode {
             MigrateMode::Parallel => self.write_pool(&url, &from_d)?,
-            MigrateMode::Replace if self.opts.stop_source => {
-                let mode = Mode {
-                    dry_run: self.dry_run(),
-                    replace: Replace::Yes,
-                };
-                self.steps.extend(from_d.down(mode)?);
-            }
+            MigrateMode::Replace if self.opts.stop_source => self.stop_source(&layout, &from_d)?,
             MigrateMode::Replace => {}
         }
         Ok(Some(setup))
@@ -459,15 +464,31 @@ impl<'a> Migration<'a> {
         if let Some(gb) = memory_gb {
             updates.push(("COMFYUI_MEMORY_GB".into(), gb.to_string()));
         }
+        let mut before = std::collections::BTreeMap::new();
+        for (k, _) in &updates {
+            let old = envfile::get(self.local, file, k).unwrap_or(None);
+            before.insert(k.clone(), old.map(|v| log::mask(k, &v)));
+        }
         let r = envfile::set(
             self.local,
             &SetOptions {
                 file: file.clone(),
-                updates,
+                updates: updates.clone(),
                 create: false,
                 dry_run: self.dry_run(),
             },
         )?;
+        if r.status == Outcome::Changed {
+            let after: std::collections::BTreeMap<String, String> = (updates.iter())
+                .map(|(k, v)| (k.clone(), log::mask(k, v)))
+                .collect();
+            self.env_record = Some(EnvRecord {
+                file: r.path.clone(),
+                backup: r.backup.clone(),
+                before,
+                after,
+            });
+        }
         let mut step = StepReport::new(
             format!(".env {}", r.path.display()),
             r.status,
@@ -475,6 +496,88 @@ impl<'a> Migration<'a> {
         );
         step.diff = (!r.diff.is_empty()).then_some(r.diff);
         self.steps.push(step);
+        Ok(())
+    }
+
+    /// `--stop-source`: the source's container stopped (kept, so `--rollback` can start it
+    /// again); a deployment of this tool that is not running has nothing to stop; a bare-metal
+    /// `main.py` is the operator's to stop.
+    fn stop_source(&mut self, layout: &Layout, from_d: &Deployment) -> Result<()> {
+        let mode = Mode {
+            dry_run: self.dry_run(),
+            replace: Replace::Yes,
+        };
+        let name = format!("source {}", self.from.name());
+        let step = match &layout.kind {
+            SourceKind::Container {
+                name: c,
+                running: false,
+                ..
+            } => StepReport::new(name, Outcome::Ok, format!("`{c}` is not running")),
+            SourceKind::Container { name: c, .. } if mode.dry_run => {
+                StepReport::new(name, Outcome::WouldChange, format!("would stop `{c}`"))
+            }
+            SourceKind::Container { name: c, .. } => {
+                let docker = service::ready_docker(self.from.as_ref())?;
+                self.from.run_ok(&docker.command(&["stop", c]))?;
+                self.stopped = Some(c.clone());
+                StepReport::new(
+                    name,
+                    Outcome::Changed,
+                    format!("stopped `{c}` (kept for `--rollback`)"),
+                )
+            }
+            SourceKind::Tool => {
+                self.steps.extend(from_d.down(mode)?);
+                return Ok(());
+            }
+            SourceKind::BareMetal { pid } => StepReport::new(
+                name,
+                Outcome::Skipped,
+                format!(
+                    "ComfyUI runs as `python main.py`{}: stop it yourself",
+                    pid.map_or(String::new(), |p| format!(" (pid {p})"))
+                ),
+            ),
+        };
+        self.steps.push(step);
+        Ok(())
+    }
+
+    /// The record beside the backups: what moved, the `.env` before and after, what stopped.
+    fn write_log(&mut self) -> Result<()> {
+        let Some(layout) = &self.layout else {
+            return Ok(());
+        };
+        let items = (self.plan.iter())
+            .flat_map(|p| &p.items)
+            .filter(|i| i.kind != inventory::Kind::UserFile)
+            .map(|i| LoggedItem {
+                kind: format!("{:?}", i.kind).to_lowercase(),
+                name: i.name.clone(),
+                action: i.action.label().to_string(),
+                bytes: i.bytes,
+                sha256: i.sha256.clone(),
+                commit: i.commit.clone(),
+            })
+            .collect();
+        let entry = MigrationLog {
+            version: 1,
+            at: chrono::Local::now().format("%Y%m%d-%H%M%S").to_string(),
+            from: self.from.name().to_string(),
+            to: self.to.name().to_string(),
+            source: layout.describe(),
+            env: self.env_record.clone(),
+            stopped_container: self.stopped.clone(),
+            items,
+            files: self.moved.clone(),
+        };
+        let path = log::write(self.local, &self.opts.backup_dir, &entry)?;
+        self.steps.push(StepReport::new(
+            "log",
+            Outcome::Changed,
+            path.display().to_string(),
+        ));
         Ok(())
     }
 

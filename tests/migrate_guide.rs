@@ -390,8 +390,9 @@ fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
     assert!(hub.gets().is_empty(), "the dry run downloaded");
     assert_eq!(std::fs::read_to_string(&env).unwrap(), env_before);
 
-    // 2. For real.
-    let out = migrate(&["--json"]);
+    // 2. For real, stopping the source's container at the end.
+    assert!(http_get(&format!("{rtx_url}/system_stats")).is_some());
+    let out = migrate(&["--json", "--stop-source"]);
     let doc = json(&out);
     assert!(out.status.success(), "{doc}\n{}", stderr(&out));
     let paths: Vec<String> = hub.gets().iter().map(|s| s.path.clone()).collect();

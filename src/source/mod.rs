@@ -6,6 +6,7 @@
 mod bare;
 mod container;
 pub mod inventory;
+pub mod log;
 pub mod transfer;
 
 use std::path::{Path, PathBuf};

@@ -27,7 +27,7 @@ pub struct TransferOptions {
 }
 
 /// One file that moved, for the migration log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Moved {
     pub dest: String,
     pub bytes: u64,
