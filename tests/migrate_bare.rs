@@ -34,20 +34,9 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
     let image = test_image(&docker);
     let dir = tempfile::tempdir().unwrap();
     let client = ClientHome::new();
-    let host = |profile| {
-        SshServer::start(SshServerConfig {
-            gpu_profile: Some(profile),
-            docker_host: Some(docker.clone()),
-            authorized_keys: vec![client.public_key()],
-        })
-    };
-    let (Some(rtx), Some(spark)) = (host("rtx4090"), host("gb10")) else {
+    let Some((rtx, spark)) = rtx_and_spark(&client, &docker) else {
         return;
     };
-    for (alias, server) in [("rtx", &rtx), ("spark", &spark)] {
-        client.add_alias(alias, server);
-        client.trust(server);
-    }
     let (spark_pb, spark_port, spark_project) =
         test_playbook_named(dir.path(), &image, "spark.yaml");
     let _guard = ProjectGuard {

@@ -154,20 +154,9 @@ fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
     let image = test_image(&docker);
     let dir = tempfile::tempdir().unwrap();
     let client = ClientHome::new();
-    let host = |profile| {
-        SshServer::start(SshServerConfig {
-            gpu_profile: Some(profile),
-            docker_host: Some(docker.clone()),
-            authorized_keys: vec![client.public_key()],
-        })
-    };
-    let (Some(rtx), Some(spark)) = (host("rtx4090"), host("gb10")) else {
+    let Some((rtx, spark)) = rtx_and_spark(&client, &docker) else {
         return;
     };
-    for (alias, server) in [("rtx", &rtx), ("spark", &spark)] {
-        client.add_alias(alias, server);
-        client.trust(server);
-    }
     let (spark_pb, spark_port, spark_project) =
         test_playbook_named(dir.path(), &image, "spark.yaml");
 
