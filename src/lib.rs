@@ -15,6 +15,7 @@ pub mod host;
 pub mod migrate;
 pub mod models;
 pub mod nodes;
+pub mod phase;
 pub mod playbook;
 pub mod service;
 pub mod setup;

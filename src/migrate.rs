@@ -18,6 +18,7 @@ use crate::envfile::{self, SetOptions};
 use crate::gpu::{self, Profile};
 use crate::host::Host;
 use crate::models::copy::ModelSource;
+use crate::phase::{self, PhaseId, PhaseOutput, PhaseReport};
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::setup::{self, Phase, SetupOptions, SetupReport};
@@ -66,22 +67,69 @@ pub struct MigrateOptions {
     pub backup_dir: PathBuf,
 }
 
+/// `migrate`'s phases, in run order (on the shared phase runner, as `setup`'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigratePhase {
+    /// Find the source's ComfyUI and check the source.
+    Discover,
+    /// The source's workflows archived on this machine.
+    Backup,
+    /// Inventory of the source against the destination; conflicts stop here.
+    Plan,
+    /// `setup` of the destination, models copied or downloaded.
+    Destination,
+    /// User files and extra nodes.
+    Carry,
+    /// Life-OS's `.env`, once the destination is verified.
+    Env,
+    /// Device pool (`--mode parallel`) or the source stopped (`--stop-source`).
+    Finish,
+}
+
+pub const MIGRATE_PHASES: [MigratePhase; 7] = [
+    MigratePhase::Discover,
+    MigratePhase::Backup,
+    MigratePhase::Plan,
+    MigratePhase::Destination,
+    MigratePhase::Carry,
+    MigratePhase::Env,
+    MigratePhase::Finish,
+];
+
+impl PhaseId for MigratePhase {
+    fn name(self) -> &'static str {
+        match self {
+            MigratePhase::Discover => "discover",
+            MigratePhase::Backup => "backup",
+            MigratePhase::Plan => "plan",
+            MigratePhase::Destination => "destination",
+            MigratePhase::Carry => "carry",
+            MigratePhase::Env => "env",
+            MigratePhase::Finish => "finish",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct MigrateReport {
     pub from: String,
     pub to: String,
     pub dry_run: bool,
-    pub steps: Vec<StepReport>,
+    pub phases: Vec<PhaseReport<MigratePhase>>,
     /// What the source holds and what becomes of each item.
     pub plan: Option<Plan>,
     pub setup: Option<SetupReport>,
     /// The user files that moved, with their sha256.
     pub moved: Vec<Moved>,
+    /// The migration's log on this machine.
+    pub log: Option<PathBuf>,
+    pub elapsed_ms: u128,
 }
 
 impl MigrateReport {
     pub fn failed(&self) -> bool {
-        self.steps.iter().any(|s| s.outcome == Outcome::Failed)
+        self.phases.iter().any(|p| p.outcome == Outcome::Failed)
             || self.setup.as_ref().is_some_and(|s| s.failed())
     }
 }
@@ -130,6 +178,10 @@ struct Migration<'a> {
     layout: Option<Layout>,
     env_record: Option<EnvRecord>,
     stopped: Option<String>,
+    from_d: Option<Deployment<'a>>,
+    to_d: Option<Deployment<'a>>,
+    models_from: Option<ModelSource>,
+    setup: Option<SetupReport>,
 }
 
 pub fn migrate(
@@ -139,6 +191,7 @@ pub fn migrate(
     opts: MigrateOptions,
     printer: &Printer,
 ) -> Result<MigrateReport> {
+    let started = std::time::Instant::now();
     let mut m = Migration {
         from,
         to,
@@ -151,34 +204,34 @@ pub fn migrate(
         layout: None,
         env_record: None,
         stopped: None,
+        from_d: None,
+        to_d: None,
+        models_from: None,
+        setup: None,
     };
-    let setup = m.run();
-    let (setup, error) = match setup {
-        Ok(s) => (s, None),
-        Err(e) => (None, Some(e)),
+    let hosts = format!("{} -> {}", from.name(), to.name());
+    let phases = phase::run(
+        &MIGRATE_PHASES,
+        &MIGRATE_PHASES,
+        &hosts,
+        printer,
+        &mut m,
+        |m, p| m.phase(p),
+    );
+    let log = match opts.setup.mode.dry_run {
+        true => None,
+        false => m.write_log()?,
     };
-    if !opts.setup.mode.dry_run {
-        m.write_log()?;
-    }
-    if let Some(e) = error {
-        printer.print_error(&e);
-        m.steps.push(StepReport::new(
-            "migrate",
-            Outcome::Failed,
-            format!(
-                "{}; Life-OS's .env still points at the source",
-                crate::ui::one_line(&e)
-            ),
-        ));
-    }
     Ok(MigrateReport {
         from: from.name().into(),
         to: to.name().into(),
         dry_run: opts.setup.mode.dry_run,
-        steps: m.steps,
+        phases,
         plan: m.plan,
-        setup,
+        setup: m.setup,
         moved: m.moved,
+        log,
+        elapsed_ms: started.elapsed().as_millis(),
     })
 }
 
@@ -187,44 +240,101 @@ impl<'a> Migration<'a> {
         self.opts.setup.mode.dry_run
     }
 
-    fn run(&mut self) -> Result<Option<SetupReport>> {
-        let from_d = self.source_deployment()?;
-        let layout = self.discover(&from_d)?;
-        self.layout = Some(layout.clone());
-        self.check_source(&from_d)?;
-        self.backup(&layout)?;
-        let (to_d, plan) = self.plan(&layout)?;
-        transfer::refuse_conflicts(&plan, self.opts.overwrite || self.dry_run())?;
-        let models_from = self.models_source(&plan)?;
-        self.plan = Some(plan);
-        let setup = self.setup_destination(models_from)?;
-        if setup.failed() {
-            self.steps.push(StepReport::new(
-                "destination",
-                Outcome::Failed,
-                "setup failed; see the phases",
-            ));
-            return Ok(Some(setup));
+    /// One phase: its steps are the ones it pushed; `Some(why)` ends the run after it.
+    fn phase(&mut self, p: MigratePhase) -> Result<PhaseOutput> {
+        let start = self.steps.len();
+        let stop = self.run_phase(p)?;
+        let mut out = PhaseOutput::from(self.steps.split_off(start));
+        if let Some(d) = out.steps.iter().find(|s| s.outcome != Outcome::Ok) {
+            out.detail = format!("{}: {}", d.name, d.detail);
         }
-        self.carry(&to_d, &setup)?;
-        // `.env` moves only to a destination whose verify phase ran and passed.
-        if !self.dry_run() && setup.outcome(Phase::Verify) != Some(Outcome::Ok) {
-            let why = "the destination was not verified (its `verify` phase did not pass); Life-OS's .env still points at the source";
-            self.steps
-                .push(StepReport::new(".env", Outcome::Skipped, why));
-            return Ok(Some(setup));
+        out.stop = stop;
+        Ok(out)
+    }
+
+    fn run_phase(&mut self, p: MigratePhase) -> Result<Option<String>> {
+        const CHOSEN: &str = "chosen by an earlier phase";
+        match p {
+            MigratePhase::Discover => {
+                let from_d = self.source_deployment()?;
+                self.layout = Some(self.discover(&from_d)?);
+                self.check_source(&from_d)?;
+                self.from_d = Some(from_d);
+            }
+            MigratePhase::Backup => {
+                let layout = self.layout.clone().expect(CHOSEN);
+                self.backup(&layout)?;
+            }
+            MigratePhase::Plan => {
+                let layout = self.layout.clone().expect(CHOSEN);
+                let (to_d, plan) = self.plan(&layout)?;
+                let overwrite = self.opts.overwrite || self.dry_run();
+                let chosen = transfer::refuse_conflicts(&plan, overwrite)
+                    .and_then(|_| self.models_source(&plan));
+                // Kept in the report even when conflicts stop the run: it lists them.
+                self.plan = Some(plan);
+                self.to_d = Some(to_d);
+                self.models_from = chosen?;
+            }
+            MigratePhase::Destination => {
+                let models_from = self.models_from.take();
+                let setup = self.setup_destination(models_from)?;
+                for p in &setup.phases {
+                    self.steps.push(StepReport::new(
+                        format!("setup {}", p.phase.name()),
+                        p.outcome,
+                        p.detail.clone(),
+                    ));
+                }
+                let failed = setup.failed();
+                self.setup = Some(setup);
+                if failed {
+                    return Ok(Some(
+                        "the destination's setup failed; Life-OS's .env still points at the source"
+                            .into(),
+                    ));
+                }
+            }
+            MigratePhase::Carry => {
+                let to_d = self.to_d.take().expect(CHOSEN);
+                let url = self.setup.as_ref().and_then(|s| s.url.clone());
+                let r = self.carry(&to_d, &url.unwrap_or_default());
+                self.to_d = Some(to_d);
+                r?;
+            }
+            MigratePhase::Env => {
+                let setup = self.setup.as_ref().expect(CHOSEN);
+                // `.env` moves only to a destination whose verify phase ran and passed.
+                if !self.dry_run() && setup.outcome(Phase::Verify) != Some(Outcome::Ok) {
+                    let why = "the destination was not verified (its `verify` phase did not pass); Life-OS's .env still points at the source";
+                    self.steps
+                        .push(StepReport::new(".env", Outcome::Skipped, why));
+                    return Ok(Some(why.into()));
+                }
+                let url =
+                    (setup.url.clone()).ok_or_else(|| anyhow!("setup chose no deployment"))?;
+                self.update_env(&url)?;
+            }
+            MigratePhase::Finish => {
+                let from_d = self.from_d.take().expect(CHOSEN);
+                let layout = self.layout.clone().expect(CHOSEN);
+                let url = self
+                    .setup
+                    .as_ref()
+                    .and_then(|s| s.url.clone())
+                    .unwrap_or_default();
+                let r = match self.opts.mode {
+                    MigrateMode::Parallel => self.write_pool(&url, &from_d),
+                    MigrateMode::Replace if self.opts.stop_source => {
+                        self.stop_source(&layout, &from_d)
+                    }
+                    MigrateMode::Replace => Ok(()),
+                };
+                self.from_d = Some(from_d);
+                r?;
+            }
         }
-        let url = setup
-            .url
-            .clone()
-            .ok_or_else(|| anyhow!("setup chose no deployment"))?;
-        self.update_env(&url)?;
-        match self.opts.mode {
-            MigrateMode::Parallel => self.write_pool(&url, &from_d)?,
-            MigrateMode::Replace if self.opts.stop_source => self.stop_source(&layout, &from_d)?,
-            MigrateMode::Replace => {}
-        }
-        Ok(Some(setup))
+        Ok(None)
     }
 
     fn source_deployment(&self) -> Result<Deployment<'a>> {
@@ -413,7 +523,7 @@ impl<'a> Migration<'a> {
     }
 
     /// The user's files and the nodes the node list does not pin, after `setup`.
-    fn carry(&mut self, to_d: &Deployment, setup: &SetupReport) -> Result<()> {
+    fn carry(&mut self, to_d: &Deployment, url: &str) -> Result<()> {
         let Some(plan) = self.plan.take() else {
             return Ok(());
         };
@@ -431,8 +541,7 @@ impl<'a> Migration<'a> {
         )?;
         self.steps.extend(steps);
         self.moved = moved;
-        let url = setup.url.clone().unwrap_or_default();
-        let nodes = transfer::clone_nodes(to_d, &plan, &url, opts, self.printer)?;
+        let nodes = transfer::clone_nodes(to_d, &plan, url, opts, self.printer)?;
         self.steps.extend(nodes);
         self.plan = Some(plan);
         Ok(())
@@ -545,9 +654,9 @@ impl<'a> Migration<'a> {
     }
 
     /// The record beside the backups: what moved, the `.env` before and after, what stopped.
-    fn write_log(&mut self) -> Result<()> {
+    fn write_log(&mut self) -> Result<Option<PathBuf>> {
         let Some(layout) = &self.layout else {
-            return Ok(());
+            return Ok(None);
         };
         let items = (self.plan.iter())
             .flat_map(|p| &p.items)
@@ -572,13 +681,7 @@ impl<'a> Migration<'a> {
             items,
             files: self.moved.clone(),
         };
-        let path = log::write(self.local, &self.opts.backup_dir, &entry)?;
-        self.steps.push(StepReport::new(
-            "log",
-            Outcome::Changed,
-            path.display().to_string(),
-        ));
-        Ok(())
+        log::write(self.local, &self.opts.backup_dir, &entry).map(Some)
     }
 
     /// The seed's gradual transition: both devices, the destination preferred.
@@ -622,7 +725,7 @@ impl<'a> Migration<'a> {
     }
 }
 
-/// Migration stages, then the destination's setup recap.
+/// Each phase with all its steps, the plan (dry run), the destination's setup, the recap.
 pub fn render(report: &MigrateReport) -> String {
     let mut out = format!(
         "migrate {} -> {}{}\n",
@@ -630,10 +733,18 @@ pub fn render(report: &MigrateReport) -> String {
         report.to,
         if report.dry_run { " (dry run)" } else { "" }
     );
-    for s in &report.steps {
-        out += &format!("{:13} {}: {}\n", s.outcome.label(), s.name, s.detail);
-        if let (Some(diff), true) = (&s.diff, report.dry_run) {
-            out += diff;
+    for p in &report.phases {
+        out += &format!(
+            "{:12} {:13} {}\n",
+            p.phase.name(),
+            p.outcome.label(),
+            p.detail
+        );
+        for s in &p.steps {
+            out += &format!("  {:13} {}: {}\n", s.outcome.label(), s.name, s.detail);
+            if let (Some(diff), true) = (&s.diff, report.dry_run) {
+                out += diff;
+            }
         }
     }
     if let (Some(plan), true) = (&report.plan, report.dry_run) {
@@ -642,5 +753,15 @@ pub fn render(report: &MigrateReport) -> String {
     if let Some(setup) = &report.setup {
         out += &format!("\nsetup of {}:\n{}", report.to, setup::render(setup));
     }
-    out
+    if let Some(log) = &report.log {
+        out += &format!("\nlog: {}\n", log.display());
+    }
+    let moved = report.moved.iter().map(|m| m.bytes).sum::<u64>()
+        + report.setup.as_ref().map_or(0, |s| s.downloaded_bytes);
+    out + &phase::recap(
+        &format!("{} -> {}", report.from, report.to),
+        &report.phases,
+        moved,
+        report.elapsed_ms,
+    )
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
@@ -21,6 +21,7 @@ use crate::models::manifest::Manifest;
 use crate::models::ops::{self as models, PullOptions, Target};
 use crate::models::report::{PullReport, PullStatus};
 use crate::nodes::{self, manifest::NodeList, InstallOptions};
+use crate::phase::{PhaseId, PhaseOutput};
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::step::{Mode, Outcome, StepReport};
@@ -48,8 +49,10 @@ pub const PHASES: [Phase; 7] = [
     Phase::ConnectionInfo,
 ];
 
-impl Phase {
-    pub fn name(self) -> &'static str {
+pub type PhaseReport = crate::phase::PhaseReport<Phase>;
+
+impl PhaseId for Phase {
+    fn name(self) -> &'static str {
         match self {
             Phase::Doctor => "doctor",
             Phase::Compose => "compose",
@@ -82,15 +85,6 @@ pub struct SetupOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PhaseReport {
-    pub phase: Phase,
-    pub outcome: Outcome,
-    pub detail: String,
-    pub steps: Vec<StepReport>,
-    pub elapsed_ms: u128,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct SetupReport {
     pub host: String,
     pub playbook: Option<String>,
@@ -117,50 +111,6 @@ impl SetupReport {
     }
 }
 
-/// The outcome of a phase from its steps: failed > would change / changed > ok.
-fn summarize(steps: &[StepReport]) -> Outcome {
-    let has = |o: Outcome| steps.iter().any(|s| s.outcome == o);
-    if !steps.is_empty() && steps.iter().all(|s| s.outcome == Outcome::Skipped) {
-        Outcome::Skipped
-    } else if has(Outcome::Failed) {
-        Outcome::Failed
-    } else if has(Outcome::Changed) {
-        Outcome::Changed
-    } else if has(Outcome::WouldChange) {
-        Outcome::WouldChange
-    } else {
-        Outcome::Ok
-    }
-}
-
-/// What a phase produced: its steps and a one-line summary.
-struct PhaseOutput {
-    steps: Vec<StepReport>,
-    detail: String,
-}
-
-impl From<Vec<StepReport>> for PhaseOutput {
-    fn from(steps: Vec<StepReport>) -> Self {
-        let changed = steps
-            .iter()
-            .filter(|s| matches!(s.outcome, Outcome::Changed | Outcome::WouldChange))
-            .count();
-        let detail = match changed {
-            0 => format!("{} steps ok", steps.len()),
-            n => format!(
-                "{n} of {} steps {}",
-                steps.len(),
-                if steps.iter().any(|s| s.outcome == Outcome::WouldChange) {
-                    "would change"
-                } else {
-                    "changed"
-                }
-            ),
-        };
-        PhaseOutput { steps, detail }
-    }
-}
-
 struct Run<'a> {
     host: &'a Arc<dyn Host>,
     opts: &'a SetupOptions,
@@ -181,54 +131,14 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         url: String::new(),
         downloaded: 0,
     };
-    let mut phases = Vec::new();
-    let mut blocked: Option<String> = None;
-    for phase in PHASES {
-        let t = Instant::now();
-        let report = if !opts.phases.contains(&phase) {
-            PhaseReport {
-                phase,
-                outcome: Outcome::Skipped,
-                detail: "not selected".into(),
-                steps: Vec::new(),
-                elapsed_ms: 0,
-            }
-        } else if let Some(why) = &blocked {
-            PhaseReport {
-                phase,
-                outcome: Outcome::Skipped,
-                detail: why.clone(),
-                steps: Vec::new(),
-                elapsed_ms: 0,
-            }
-        } else {
-            printer.status(format!("== {} on {}", phase.name(), host_ref.name()));
-            match run.phase(phase, host_ref) {
-                Ok(out) => PhaseReport {
-                    phase,
-                    outcome: summarize(&out.steps),
-                    detail: out.detail,
-                    steps: out.steps,
-                    elapsed_ms: t.elapsed().as_millis(),
-                },
-                Err(e) => {
-                    blocked = Some(format!("`{}` failed", phase.name()));
-                    printer.print_error(&e);
-                    PhaseReport {
-                        phase,
-                        outcome: Outcome::Failed,
-                        detail: crate::ui::one_line(&e),
-                        steps: Vec::new(),
-                        elapsed_ms: t.elapsed().as_millis(),
-                    }
-                }
-            }
-        };
-        if report.outcome == Outcome::Failed && blocked.is_none() {
-            blocked = Some(format!("`{}` failed", phase.name()));
-        }
-        phases.push(report);
-    }
+    let phases = crate::phase::run(
+        &PHASES,
+        &opts.phases,
+        host_ref.name(),
+        printer,
+        &mut run,
+        |r, phase| r.phase(phase, host_ref),
+    );
     Ok(SetupReport {
         host: host_ref.name().to_string(),
         playbook: run.deployment.as_ref().map(|d| d.playbook.name.clone()),
@@ -399,7 +309,7 @@ impl<'a> Run<'a> {
                 " (GPU checks do not block `--gpu none`)"
             }
         );
-        Ok(PhaseOutput { steps, detail })
+        Ok(PhaseOutput::new(steps, detail))
     }
 
     fn models(&mut self) -> Result<PhaseOutput> {
@@ -432,10 +342,7 @@ impl<'a> Run<'a> {
                     bytesize::ByteSize(copied),
                     src.host.name()
                 );
-                return Ok(PhaseOutput {
-                    steps: copied_steps,
-                    detail,
-                });
+                return Ok(PhaseOutput::new(copied_steps, detail));
             }
         }
         let root = d
@@ -474,10 +381,8 @@ impl<'a> Run<'a> {
                     "ComfyUI does not answer at {} yet: verified after a real run",
                     self.url
                 );
-                return Ok(PhaseOutput {
-                    steps: vec![StepReport::new("verify", Outcome::Skipped, why.clone())],
-                    detail: why,
-                });
+                let steps = vec![StepReport::new("verify", Outcome::Skipped, why.clone())];
+                return Ok(PhaseOutput::new(steps, why));
             }
             return Err(anyhow!("ComfyUI does not answer at {}", self.url));
         }
@@ -521,7 +426,7 @@ impl<'a> Run<'a> {
             manifest.models.len(),
             list.nodes.len()
         );
-        Ok(PhaseOutput { detail, steps })
+        Ok(PhaseOutput::new(steps, detail))
     }
 
     fn manifest(&self) -> Result<Manifest> {
@@ -633,44 +538,16 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
         ),
         false => format!("{} downloaded", bytesize::ByteSize(report.fetched_bytes)),
     };
-    Ok(PhaseOutput { steps, detail })
+    Ok(PhaseOutput::new(steps, detail))
 }
 
 /// Per phase a line, then Ansible's recap line.
 pub fn render(report: &SetupReport) -> String {
-    let mut out = String::new();
-    for p in &report.phases {
-        out += &format!(
-            "{:16} {:13} {}\n",
-            p.phase.name(),
-            p.outcome.label(),
-            p.detail
-        );
-        for s in p.steps.iter().filter(|s| s.outcome != Outcome::Ok) {
-            out += &format!(
-                "  {:14} {:13} {}: {}
-",
-                "",
-                s.outcome.label(),
-                s.name,
-                s.detail
-            );
-            if let (Some(diff), true) = (&s.diff, report.dry_run) {
-                out += diff;
-            }
-        }
-    }
-    let count = |o: Outcome| report.phases.iter().filter(|p| p.outcome == o).count();
-    out += &format!(
-        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {:.1?}\n",
-        report.host,
-        count(Outcome::Ok),
-        count(Outcome::Changed),
-        count(Outcome::WouldChange),
-        count(Outcome::Skipped),
-        count(Outcome::Failed),
-        bytesize::ByteSize(report.downloaded_bytes),
-        Duration::from_millis(report.elapsed_ms as u64)
-    );
-    out
+    crate::phase::render(&report.phases, report.dry_run)
+        + &crate::phase::recap(
+            &report.host,
+            &report.phases,
+            report.downloaded_bytes,
+            report.elapsed_ms,
+        )
 }
