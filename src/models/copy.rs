@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, ModelFile};
 use super::partial::{self, PartState, Resume};
+use super::progress::Progress;
 use super::verify::{self, Presence, Stamp};
 use crate::host::Host;
 use crate::step::{Outcome, StepReport};
@@ -136,7 +137,14 @@ pub fn copy_files(
             from.name(),
             to.name()
         ));
-        copied += copy_file(from, src, to, &dest, file)?;
+        // The download's progress: bars on a terminal, a line per file otherwise.
+        let progress = Progress::new(printer, file.size);
+        let started = std::time::Instant::now();
+        let result = copy_file(from, src, to, &dest, file, &progress);
+        progress.finish();
+        let n = result?;
+        progress.finished(&file.id, n, started);
+        copied += n;
         steps.push(StepReport::new(
             name,
             Outcome::Changed,
@@ -153,6 +161,7 @@ fn copy_file(
     to: &dyn Host,
     dest: &Path,
     file: &ModelFile,
+    progress: &Progress,
 ) -> Result<u64> {
     let part = partial::part_path(dest);
     let start = match partial::inspect(to, file, dest)? {
@@ -183,6 +192,7 @@ fn copy_file(
     let mut reader = from.open_read(src, start)?;
     let mut buf = vec![0u8; CHUNK];
     let mut offset = start;
+    let bar = progress.start(&file.id, file.size, start);
     while offset < file.size {
         if offset - record.done[0][1] >= RECORD_EVERY {
             writer.sync()?;
@@ -206,9 +216,11 @@ fn copy_file(
             .write_at(offset, &buf[..n])
             .with_context(|| format!("writing `{}` on {} broke off", part.display(), to.name()))?;
         offset += n as u64;
+        bar.inc(n as u64);
     }
     writer.sync()?;
     drop(writer);
+    bar.clear();
     let got = hex::encode(sha.finalize());
     let want = file.sha256.clone().unwrap_or_else(|| got.clone());
     if got != want {
