@@ -438,17 +438,9 @@ impl<'a> Migration<'a> {
     fn plan(&mut self, layout: &Layout) -> Result<(Deployment<'a>, Plan)> {
         let to: &'a Arc<dyn Host> = self.to;
         let setup = &self.opts.setup;
-        let (profile, _) = profile_of(to.as_ref())?;
-        let playbook = Playbook::choose(setup.playbook.as_deref(), profile, setup.gpu)?;
-        let manifest = setup::manifest_for(setup, &playbook)?;
-        let nodes = setup::node_list_for(setup, &playbook)?;
-        let to_d = Deployment::new(
-            to.as_ref(),
-            playbook,
-            setup.root.as_deref(),
-            setup.gpu,
-            setup.bind,
-        )?;
+        let (to_d, _) = setup::deployment(to.as_ref(), setup, None)?;
+        let manifest = setup::manifest_for(setup, &to_d.playbook)?;
+        let nodes = setup::node_list_for(setup, &to_d.playbook)?;
         let dest = Destination {
             host: to.as_ref(),
             root: &to_d.root,

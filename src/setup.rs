@@ -215,22 +215,8 @@ impl<'a> Run<'a> {
         if self.deployment.is_some() {
             return Ok(());
         }
-        let profile = match profile {
-            Some(p) => p,
-            None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
-        };
-        let playbook = Playbook::choose(self.opts.playbook.as_deref(), profile, self.opts.gpu)?;
-        let d = Deployment::new(
-            host,
-            playbook,
-            self.opts.root.as_deref(),
-            self.opts.gpu,
-            self.opts.bind,
-        )?;
-        self.url = match &self.opts.url {
-            Some(u) => u.clone(),
-            None => service::default_url(host.name(), d.playbook.port, None)?,
-        };
+        let (d, url) = deployment(host, self.opts, profile)?;
+        self.url = url;
         self.deployment = Some(d);
         Ok(())
     }
@@ -436,6 +422,26 @@ impl<'a> Run<'a> {
     fn node_list(&self) -> Result<NodeList> {
         node_list_for(self.opts, &self.d().playbook)
     }
+}
+
+/// The deployment `setup` makes on `host` and the URL its ComfyUI answers at: the named
+/// playbook, or the one for `profile` (probed when `None`). `migrate` plans against the same.
+pub fn deployment<'a>(
+    host: &'a dyn Host,
+    opts: &SetupOptions,
+    profile: Option<Profile>,
+) -> Result<(Deployment<'a>, String)> {
+    let profile = match profile {
+        Some(p) => p,
+        None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
+    };
+    let playbook = Playbook::choose(opts.playbook.as_deref(), profile, opts.gpu)?;
+    let d = Deployment::new(host, playbook, opts.root.as_deref(), opts.gpu, opts.bind)?;
+    let url = match &opts.url {
+        Some(u) => u.clone(),
+        None => service::default_url(host.name(), d.playbook.port, None)?,
+    };
+    Ok((d, url))
 }
 
 /// `--manifest`, or the playbook's: the embedded default's name, or a path.
