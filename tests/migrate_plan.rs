@@ -173,6 +173,49 @@ fn every_source_file_and_node_gets_its_action() {
         before,
         "planning wrote something"
     );
+
+    // `--overwrite`: the conflicting file replaced, the destination's kept beside it; the
+    // file already there untouched; every copy has the source's bytes.
+    let a_mtime = std::fs::metadata(dst.join("user/default/workflows/a.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let opts = transfer::TransferOptions {
+        overwrite: true,
+        dry_run: false,
+    };
+    let (_, moved) =
+        transfer::copy_user_files(&host, &host, &dst, &plan, opts, &printer()).unwrap();
+    let wf = dst.join("user/default/workflows");
+    assert_eq!(std::fs::read(wf.join("b.json")).unwrap(), b"{\"b\":1}");
+    assert_eq!(
+        std::fs::read(wf.join("b.json.before-migrate")).unwrap(),
+        b"{\"b\":2}"
+    );
+    assert_eq!(
+        std::fs::metadata(wf.join("a.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        a_mtime
+    );
+    for m in &moved {
+        let got = sha256_hex(&std::fs::read(dst.join(&m.dest)).unwrap());
+        assert_eq!(got, m.sha256, "{}", m.dest);
+        assert_eq!(
+            got,
+            sha256_hex(&std::fs::read(src.join(&m.dest)).unwrap_or_default()),
+            "{}",
+            m.dest
+        );
+    }
+    assert!(moved
+        .iter()
+        .any(|m| m.dest == "models/loras/mine.safetensors"));
+    assert!(
+        !dst.join("models/insightface/models/glint.onnx").exists(),
+        "an lfs pointer was copied"
+    );
 }
 
 #[test]
