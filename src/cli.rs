@@ -90,7 +90,20 @@ pub enum CommandName {
     /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
     Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
+    /// Find the host's ComfyUI (container, checkout or this tool's root) and its folders; read-only
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A ComfyUI checkout (`main.py`, `models/`) or a root `setup` made, instead of searching
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<String>,
+
+    /// The ComfyUI container, when the host runs several
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -355,12 +368,17 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
-    #[arg(long, value_name = "TARGET")]
-    pub from: String,
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback")]
+    pub from: Option<String>,
 
     /// The destination (the Spark)
-    #[arg(long, value_name = "TARGET")]
-    pub to: String,
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback")]
+    pub to: Option<String>,
+
+    /// Undo the newest migration of `--env-file`: its .env from the backup, the source's
+    /// container started again if `--stop-source` stopped it
+    #[arg(long, requires = "env_file")]
+    pub rollback: bool,
 
     /// Life-OS's .env on this machine: COMFYUI_URL and friends move to the destination last
     #[arg(long, value_name = "PATH")]
@@ -397,6 +415,14 @@ pub struct MigrateArgs {
     /// The source's ComfyUI URL, for the device pool
     #[arg(long)]
     pub from_url: Option<String>,
+
+    /// The source's ComfyUI container, when it runs several
+    #[arg(long, value_name = "NAME")]
+    pub from_container: Option<String>,
+
+    /// Replace the destination's files that differ from the source's (each kept as `.before-migrate`)
+    #[arg(long)]
+    pub overwrite: bool,
 
     /// How the destination is set up
     #[command(flatten)]

@@ -133,19 +133,7 @@ fn world(checkpoint_bytes: usize) -> Option<World> {
     let image = test_image(&docker);
     let dir = tempfile::tempdir().unwrap();
     let client = ClientHome::new();
-    let host = |profile| {
-        SshServer::start(SshServerConfig {
-            gpu_profile: Some(profile),
-            docker_host: Some(docker.clone()),
-            authorized_keys: vec![client.public_key()],
-        })
-    };
-    let rtx = host("rtx4090")?;
-    let spark = host("gb10")?;
-    for (alias, server) in [("rtx", &rtx), ("spark", &spark)] {
-        client.add_alias(alias, server);
-        client.trust(server);
-    }
+    let (rtx, spark) = rtx_and_spark(&client, &docker)?;
     let (rtx_pb, rtx_port, rtx_project) = test_playbook_named(dir.path(), &image, "rtx.yaml");
     let (spark_pb, spark_port, spark_project) =
         test_playbook_named(dir.path(), &image, "spark.yaml");

@@ -3,6 +3,7 @@
 mod connection_info;
 mod doctor;
 mod env;
+mod inspect;
 mod migrate;
 mod models;
 mod nodes;
@@ -98,7 +99,8 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Models(args) => models::run(&ctx, args),
         CommandName::Setup(args) => setup::run(&ctx, args),
         CommandName::Verify(args) => setup::verify(&ctx, args),
-        CommandName::Migrate(args) => migrate::run(&ctx, args),
+        CommandName::Migrate(args) => migrate::run(&ctx, *args),
+        CommandName::Inspect(args) => inspect::run(&ctx, args),
     };
     (ctx.printer, result)
 }

@@ -528,3 +528,20 @@ pub const FACEID_FILES: [(&str, &str); 4] = [
         "models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
     ),
 ];
+/// Two SSH hosts on one Docker daemon, as `rtx` (an RTX 4090) and `spark` (a GB10) in
+/// `client`'s ssh config, trusted: the two ends of a migration.
+pub fn rtx_and_spark(client: &ClientHome, docker: &str) -> Option<(SshServer, SshServer)> {
+    let host = |profile| {
+        SshServer::start(SshServerConfig {
+            gpu_profile: Some(profile),
+            docker_host: Some(docker.to_string()),
+            authorized_keys: vec![client.public_key()],
+        })
+    };
+    let (rtx, spark) = (host("rtx4090")?, host("gb10")?);
+    for (alias, server) in [("rtx", &rtx), ("spark", &spark)] {
+        client.add_alias(alias, server);
+        client.trust(server);
+    }
+    Some((rtx, spark))
+}
