@@ -315,7 +315,7 @@ impl<'a> Download<'a> {
             })
             .collect();
         let state = PartState::new(
-            &self.req.file,
+            self.req.file,
             self.size(),
             s.validator.clone(),
             partial::merge(done),
