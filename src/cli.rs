@@ -59,6 +59,24 @@ pub struct GlobalArgs {
     /// Fail at once when another run holds the deployment root's lock, instead of waiting
     #[arg(long, global = true)]
     pub no_wait: bool,
+
+    /// Inventory of hosts (`doctor`, `setup`, `status`, `pool`) [default with `--limit` or
+    /// `pool`: ~/.config/lifeos-spark/inventory.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub inventory: Option<std::path::PathBuf>,
+
+    /// Only these hosts or groups of the inventory (comma-separated; `all`: every host)
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME|GROUP,...",
+        value_delimiter = ','
+    )]
+    pub limit: Vec<String>,
+
+    /// Inventory hosts run at once
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub forks: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +106,19 @@ pub enum CommandName {
     Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
     Migrate(MigrateArgs),
+    /// Write Life-OS's device pool (`comfyui_devices`) from the inventory and each ComfyUI
+    Pool(PoolArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// The pool file, on this machine
+    #[arg(long, value_name = "PATH", default_value = "comfyui_devices.yaml")]
+    pub out: std::path::PathBuf,
+
+    /// Port ComfyUI is published on, for hosts without a `url`
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -202,7 +233,7 @@ pub enum GpuChoice {
     None,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia) or a YAML file;
     /// default: the one for the GPU `doctor` finds
@@ -245,10 +276,6 @@ pub struct StatusArgs {
     /// Port ComfyUI is published on
     #[arg(long, default_value_t = crate::defaults::PORT)]
     pub port: u16,
-
-    /// A YAML list of `{name, url}` to query as well
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,7 +317,7 @@ pub struct NodesInstallArgs {
     pub no_deps: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SetupArgs {
     #[command(flatten)]
     pub service: ServiceArgs,

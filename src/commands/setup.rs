@@ -11,6 +11,9 @@ use crate::models::fetch::{FetchOptions, RetryPolicy};
 use crate::setup::{self, SetupOptions, PHASES};
 
 pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
+    if let Some(hosts) = ctx.inventory_hosts(false)? {
+        return super::fleet::setup(ctx, &args, &hosts);
+    }
     let host: Arc<dyn Host> = Arc::from(ctx.host()?);
     let opts = options(ctx, args);
     let report = setup::setup(&host, &opts, &ctx.printer)?;
