@@ -416,3 +416,54 @@ pub fn http_get(url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The mock ComfyUI (`tests/support/mock_comfyui.rs`) as a process on this machine, on
+/// 127.0.0.1:`port`, with `env` (`MOCK_QUEUE_RUNNING`, `MOCK_QUEUE_PENDING`, `MOCK_DEVICE`);
+/// killed on drop. Built once per test binary.
+pub struct MockComfyUi {
+    pub port: u16,
+    child: Child,
+}
+
+impl MockComfyUi {
+    pub fn start(env: &[(&str, &str)]) -> MockComfyUi {
+        static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let bin = BIN.get_or_init(|| {
+            let source =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs");
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("mock-comfyui-{}", std::process::id()));
+            sh(&format!(
+                "rustc --edition 2021 '{}' -o '{}'",
+                source.display(),
+                out.display()
+            ));
+            out
+        });
+        let port = free_port();
+        let child = Command::new(bin)
+            .env("PORT", port.to_string())
+            .env("COMFY_ROOT", "/nonexistent")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mock ComfyUI did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        MockComfyUi { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MockComfyUi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
