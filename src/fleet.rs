@@ -61,18 +61,24 @@ pub struct HostResult {
 
 impl HostResult {
     /// A host whose run returned an error before it had a report.
-    pub fn error(host: &str, state: HostState, err: &anyhow::Error) -> HostResult {
+    pub fn error(
+        host: &str,
+        state: HostState,
+        err: &anyhow::Error,
+        printer: &crate::ui::Printer,
+    ) -> HostResult {
         HostResult {
             host: host.to_string(),
             state,
+            // Ansible counts an unreachable host apart from failed tasks.
             counts: Counts {
-                failed: 1,
+                failed: usize::from(state == HostState::Failed),
                 ..Counts::default()
             },
             elapsed_ms: 0,
             error: Some(crate::ui::one_line(err)),
             result: serde_json::Value::Null,
-            text: format!("error: {err:#}\n"),
+            text: printer.render_error(err),
         }
     }
 }

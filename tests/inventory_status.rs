@@ -219,3 +219,56 @@ fn meminfo_total_bytes() -> u64 {
         .unwrap();
     kib * 1024
 }
+
+#[test]
+fn an_unreachable_host_is_reported_and_does_not_stop_the_others() {
+    let client = ClientHome::new();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.yaml");
+    let closed = free_port();
+    std::fs::write(
+        &inventory,
+        format!("hosts:\n  gone:\n    ssh: root@127.0.0.1:{closed}\n  here:\n    ssh: local\n    root: {}\n", dir.path().join("root").display()),
+    )
+    .unwrap();
+    let out = client
+        .lifeos()
+        .args([
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "doctor",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hosts = doc["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{doc}");
+    assert_eq!(hosts[0]["host"], "gone");
+    assert_eq!(hosts[0]["state"], "unreachable");
+    assert!(
+        hosts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&closed.to_string()),
+        "{doc}"
+    );
+    // The other host ran to the end: its doctor report is there, on this machine's facts.
+    assert_eq!(hosts[1]["host"], "here");
+    assert_eq!(hosts[1]["result"]["host"], "local");
+    assert_eq!(hosts[1]["result"]["arch"], std::env::consts::ARCH);
+
+    let text = client
+        .lifeos()
+        .args(["--inventory", inventory.to_str().unwrap(), "doctor"])
+        .output()
+        .unwrap();
+    let recap = stdout(&text);
+    assert!(
+        recap
+            .lines()
+            .any(|l| l.starts_with("gone : ") && l.contains("unreachable=1 ")),
+        "{recap}"
+    );
+}

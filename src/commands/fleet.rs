@@ -13,10 +13,12 @@ use crate::fleet::{self, Counts, HostResult, HostState};
 use crate::host::{self, Host};
 use crate::inventory::Selected;
 use crate::setup;
+use crate::step::Replace;
 use crate::ui::{Printer, Verbosity};
 
 /// A host's printer: no live bars or status lines (they would interleave with the other
-/// hosts'); the host's report is printed as one block when it is done.
+/// hosts'); the host's report is printed as one block when it is done. Nor prompts: a file
+/// that differs is refused (its step fails with the diff and a `--yes` hint), as off a terminal.
 fn host_printer(ctx: &Context) -> Printer {
     Printer {
         verbosity: Verbosity::Quiet,
@@ -28,8 +30,14 @@ fn host_printer(ctx: &Context) -> Printer {
 
 /// The host's session, or its result as unreachable.
 fn connect(ctx: &Context, sel: &Selected) -> Result<Box<dyn Host>, Box<HostResult>> {
-    host::connect(&sel.entry.ssh, &ctx.ssh_options())
-        .map_err(|e| Box::new(HostResult::error(&sel.name, HostState::Unreachable, &e)))
+    host::connect(&sel.entry.ssh, &ctx.ssh_options()).map_err(|e| {
+        Box::new(HostResult::error(
+            &sel.name,
+            HostState::Unreachable,
+            &e,
+            &ctx.printer,
+        ))
+    })
 }
 
 /// Every host's block as it finishes, then the recap (or one JSON document); exit 1 if any
@@ -103,7 +111,7 @@ pub fn doctor(ctx: &Context, args: &DoctorArgs, hosts: &[Selected]) -> Result<Ex
                     result: serde_json::to_value(&report).unwrap_or_default(),
                 }
             }
-            Err(e) => HostResult::error(&sel.name, HostState::Failed, &e),
+            Err(e) => HostResult::error(&sel.name, HostState::Failed, &e, &ctx.printer),
         }
     })
 }
@@ -120,7 +128,10 @@ pub fn setup(ctx: &Context, args: &SetupArgs, hosts: &[Selected]) -> Result<Exit
         args.service.playbook = e.playbook.clone().or(args.service.playbook);
         args.service.root = e.root.clone().or(args.service.root);
         args.url = e.url.clone().or(args.url);
-        let opts = super::setup::options(ctx, args);
+        let mut opts = super::setup::options(ctx, args);
+        if opts.mode.replace == Replace::Ask {
+            opts.mode.replace = Replace::Refuse;
+        }
         match setup::setup(&host, &opts, &host_printer(ctx)) {
             Ok(report) => HostResult {
                 host: sel.name.clone(),
@@ -135,7 +146,7 @@ pub fn setup(ctx: &Context, args: &SetupArgs, hosts: &[Selected]) -> Result<Exit
                 text: setup::render(&report),
                 result: serde_json::to_value(&report).unwrap_or_default(),
             },
-            Err(e) => HostResult::error(&sel.name, HostState::Failed, &e),
+            Err(e) => HostResult::error(&sel.name, HostState::Failed, &e, &ctx.printer),
         }
     })
 }
