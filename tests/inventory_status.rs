@@ -159,7 +159,7 @@ fn pool_is_written_from_inventory_and_reports_then_byte_identical() {
         .iter()
         .any(|c| c == "large_batch"));
     // Unified memory: the system's, as the mock reports it from /proc/meminfo.
-    let ram = meminfo_total_bytes();
+    let ram = meminfo_total_kib() * 1024;
     assert_eq!(spark["memory_gb"], (ram as f64 / 1e9).round() as u64);
     let rtx = &devices[2];
     assert_eq!(rtx["device_type"], "NVIDIA GeForce RTX 4090");
@@ -204,20 +204,6 @@ fn f_url(f: &Fleet, host: &str) -> String {
         .find(|l| l.trim_start().starts_with("url: "))
         .unwrap();
     line.trim_start().trim_start_matches("url: ").to_string()
-}
-
-fn meminfo_total_bytes() -> u64 {
-    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = m
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib * 1024
 }
 
 #[test]

@@ -467,3 +467,13 @@ impl Drop for MockComfyUi {
         let _ = self.child.wait();
     }
 }
+
+/// This machine's MemTotal in KiB (what the host reports for unified memory).
+pub fn meminfo_total_kib() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    m.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal in /proc/meminfo")
+}
