@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::Context;
 use crate::cli::{DoctorArgs, SetupArgs};
@@ -14,7 +14,7 @@ use crate::host::{self, Host};
 use crate::inventory::Selected;
 use crate::setup;
 use crate::step::Replace;
-use crate::ui::{Printer, Verbosity};
+use crate::ui::{Printer, UsageError, Verbosity};
 
 /// A host's printer: no live bars or status lines (they would interleave with the other
 /// hosts'); the host's report is printed as one block when it is done. Nor prompts: a file
@@ -117,6 +117,11 @@ pub fn doctor(ctx: &Context, args: &DoctorArgs, hosts: &[Selected]) -> Result<Ex
 }
 
 pub fn setup(ctx: &Context, args: &SetupArgs, hosts: &[Selected]) -> Result<ExitCode> {
+    if args.url.is_some() && hosts.len() > 1 {
+        bail!(UsageError(
+            "`--url` names one ComfyUI; give each host its `url` in the inventory".into()
+        ));
+    }
     finish(ctx, "setup", hosts, |sel| {
         let host: Arc<dyn Host> = match connect(ctx, sel) {
             Ok(h) => Arc::from(h),
