@@ -59,6 +59,24 @@ pub struct GlobalArgs {
     /// Fail at once when another run holds the deployment root's lock, instead of waiting
     #[arg(long, global = true)]
     pub no_wait: bool,
+
+    /// Inventory of hosts (`doctor`, `setup`, `status`, `pool`) [default with `--limit` or
+    /// `pool`: ~/.config/lifeos-spark/inventory.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub inventory: Option<std::path::PathBuf>,
+
+    /// Only these hosts or groups of the inventory (comma-separated; `all`: every host)
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME|GROUP,...",
+        value_delimiter = ','
+    )]
+    pub limit: Vec<String>,
+
+    /// Inventory hosts run at once
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub forks: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +111,8 @@ pub enum CommandName {
     Migrate(Box<MigrateArgs>),
     /// Find the host's ComfyUI (container, checkout or this tool's root) and its folders; read-only
     Inspect(InspectArgs),
+    /// Write Life-OS's device pool (`comfyui_devices`) from the inventory and each ComfyUI
+    Pool(PoolArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +124,17 @@ pub struct InspectArgs {
     /// The ComfyUI container, when the host runs several
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// The pool file, on this machine
+    #[arg(long, value_name = "PATH", default_value = "comfyui_devices.yaml")]
+    pub out: std::path::PathBuf,
+
+    /// Port ComfyUI is published on, for hosts without a `url`
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -218,7 +249,7 @@ pub enum GpuChoice {
     None,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia) or a YAML file;
     /// default: the one for the GPU `doctor` finds
@@ -261,10 +292,6 @@ pub struct StatusArgs {
     /// Port ComfyUI is published on
     #[arg(long, default_value_t = crate::defaults::PORT)]
     pub port: u16,
-
-    /// A YAML list of `{name, url}` to query as well
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,7 +333,7 @@ pub struct NodesInstallArgs {
     pub no_deps: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SetupArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -336,7 +363,7 @@ pub struct SetupArgs {
 }
 
 /// Which ComfyUI, model manifest and node list `setup` and `verify` work with.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
     #[arg(long)]

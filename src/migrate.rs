@@ -20,13 +20,14 @@ use crate::host::Host;
 use crate::models::copy::ModelSource;
 use crate::phase::{self, PhaseId, PhaseOutput, PhaseReport};
 use crate::playbook::Playbook;
+use crate::pool::{self, Device};
 use crate::service::{self, Deployment};
 use crate::setup::{self, Phase, SetupOptions, SetupReport};
 use crate::source::inventory::{self, Action, Destination, Plan};
 use crate::source::log::{self, EnvRecord, LoggedItem, MigrationLog};
 use crate::source::transfer::{self, Moved, TransferOptions};
 use crate::source::{self, Hints, Layout, SourceKind};
-use crate::step::{FileStep, Mode, Outcome, Replace, StepReport};
+use crate::step::{Mode, Outcome, Replace, StepReport};
 use crate::ui::{HintExt, Printer};
 use crate::workflows;
 
@@ -132,29 +133,6 @@ impl MigrateReport {
         self.phases.iter().any(|p| p.outcome == Outcome::Failed)
             || self.setup.as_ref().is_some_and(|s| s.failed())
     }
-}
-
-/// One entry of the device pool Life-OS's router reads (the seed's `comfyui_devices`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Device {
-    pub name: String,
-    pub url: String,
-    pub priority: u32,
-    pub capabilities: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DevicePool {
-    pub comfyui_devices: Vec<Device>,
-}
-
-fn capabilities(profile: Profile) -> Vec<String> {
-    let mut caps = vec!["sdxl", "flux", "controlnet"];
-    if profile == Profile::DgxSpark {
-        // 128 GB of unified memory: large batches and several large models at once.
-        caps.extend(["large_batch", "large_models"]);
-    }
-    caps.into_iter().map(String::from).collect()
 }
 
 fn profile_of(host: &dyn Host) -> Result<(Profile, Option<u64>)> {
@@ -685,34 +663,29 @@ impl<'a> Migration<'a> {
         };
         let (to_profile, _) = profile_of(self.to.as_ref())?;
         let (from_profile, _) = profile_of(self.from.as_ref())?;
-        let pool = DevicePool {
-            comfyui_devices: vec![
-                Device {
-                    name: to_profile.as_str().into(),
-                    url: url.into(),
-                    priority: 1,
-                    capabilities: capabilities(to_profile),
-                },
-                Device {
-                    name: from_profile.as_str().into(),
-                    url: from_url,
-                    priority: 2,
-                    capabilities: capabilities(from_profile),
-                },
-            ],
+        let device = |name: Profile, url: String, priority| Device {
+            name: name.as_str().into(),
+            url,
+            priority,
+            capabilities: pool::capabilities(name),
+            device_type: None,
+            memory_gb: None,
+            batch_size: Some(pool::batch_size(name)),
+            seconds_per_image: None,
         };
-        let text = format!("# Written by lifeos-spark migrate: ComfyUI devices for Life-OS's router, preferred first.\n{}", serde_yaml::to_string(&pool)?);
-        let step = FileStep {
-            path: self.opts.pool_file.clone(),
-            content: &text,
-            mode: Some(0o644),
-        };
-        // The pool is the tool's own output: replaced without asking, the old one kept.
-        let mode = Mode {
-            dry_run: self.dry_run(),
-            replace: Replace::Yes,
-        };
-        let report = step.run(self.local, mode, self.printer)?;
+        let devices = vec![
+            device(to_profile, url.into(), 1),
+            device(from_profile, from_url, 2),
+        ];
+        let path = self.opts.pool_file.clone();
+        let report = pool::write(
+            self.local,
+            path,
+            devices,
+            "migrate",
+            self.dry_run(),
+            self.printer,
+        )?;
         self.steps.push(report);
         Ok(())
     }

@@ -23,17 +23,7 @@ fn run_local(home: &Path, args: &[&str]) -> Output {
 }
 
 fn system_gib() -> u64 {
-    let m = fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = m
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    (kib / 1024 + 512) / 1024
+    (meminfo_total_kib() / 1024 + 512) / 1024
 }
 
 fn setup_date(text: &str) -> &str {

@@ -11,6 +11,9 @@ use crate::models::fetch::{FetchOptions, RetryPolicy};
 use crate::setup::{self, Phase, SetupOptions, PHASES};
 
 pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
+    if let Some(hosts) = ctx.inventory_hosts(false)? {
+        return super::fleet::setup(ctx, &args, &hosts);
+    }
     let opts = options(ctx, args);
     run_phases(ctx, &opts)
 }

@@ -89,10 +89,7 @@ fn handle(mut stream: TcpStream, root: &Path) {
 fn route(method: &str, path: &str, root: &Path) -> (&'static str, String) {
     match (method, path) {
         ("GET", "/system_stats") => ("200 OK", system_stats()),
-        ("GET", "/queue") => (
-            "200 OK",
-            r#"{"queue_running": [], "queue_pending": []}"#.into(),
-        ),
+        ("GET", "/queue") => ("200 OK", queue()),
         ("GET", "/prompt") => ("200 OK", r#"{"exec_info": {"queue_remaining": 0}}"#.into()),
         ("GET", "/object_info") => ("200 OK", object_info(root)),
         ("GET", p) if p.starts_with("/models/") => models(root, &p["/models/".len()..]),
@@ -114,10 +111,31 @@ fn system_stats() -> String {
         })
         .unwrap_or(0)
         * 1024;
+    // `MOCK_DEVICE` names another GPU (`cuda:0 NVIDIA GB10 : cudaMallocAsync`).
+    let device = std::env::var("MOCK_DEVICE")
+        .unwrap_or_else(|_| "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync".into());
     format!(
         r#"{{"system": {{"os": "linux", "ram_total": {ram_total}, "ram_free": {}, "comfyui_version": "0.3.60-mock", "python_version": "3.12.3", "pytorch_version": "2.9.0+cu130", "embedded_python": false, "argv": ["main.py", "--listen", "0.0.0.0"], "deploy_environment": "mock"}},
- "devices": [{{"name": "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync", "type": "cuda", "index": 0, "vram_total": 25262096384, "vram_free": 24000000000, "torch_vram_total": 0, "torch_vram_free": 0}}]}}"#,
-        ram_total / 2
+ "devices": [{{"name": {}, "type": "cuda", "index": 0, "vram_total": 25262096384, "vram_free": 24000000000, "torch_vram_total": 0, "torch_vram_free": 0}}]}}"#,
+        ram_total / 2,
+        json_str(&device)
+    )
+}
+
+/// `/queue` in server.py's shape: lists of `[number, prompt_id, prompt, extra_data,
+/// outputs_to_execute]`, as many as `MOCK_QUEUE_RUNNING` / `MOCK_QUEUE_PENDING` say (default 0).
+fn queue() -> String {
+    let items = |var: &str, base: usize| {
+        let n: usize = std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        (base..base + n)
+            .map(|i| format!(r#"[{i}, "mock-{i}", {{}}, {{"client_id": "mock"}}, []]"#))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"{{"queue_running": [{}], "queue_pending": [{}]}}"#,
+        items("MOCK_QUEUE_RUNNING", 0),
+        items("MOCK_QUEUE_PENDING", 100)
     )
 }
 

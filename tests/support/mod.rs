@@ -528,20 +528,72 @@ pub const FACEID_FILES: [(&str, &str); 4] = [
         "models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
     ),
 ];
+
 /// Two SSH hosts on one Docker daemon, as `rtx` (an RTX 4090) and `spark` (a GB10) in
 /// `client`'s ssh config, trusted: the two ends of a migration.
 pub fn rtx_and_spark(client: &ClientHome, docker: &str) -> Option<(SshServer, SshServer)> {
-    let host = |profile| {
-        SshServer::start(SshServerConfig {
-            gpu_profile: Some(profile),
-            docker_host: Some(docker.to_string()),
-            authorized_keys: vec![client.public_key()],
-        })
-    };
-    let (rtx, spark) = (host("rtx4090")?, host("gb10")?);
-    for (alias, server) in [("rtx", &rtx), ("spark", &spark)] {
-        client.add_alias(alias, server);
-        client.trust(server);
-    }
+    let rtx = gpu_host(client, "rtx4090", "rtx", docker)?;
+    let spark = gpu_host(client, "gb10", "spark", docker)?;
     Some((rtx, spark))
+}
+
+/// The mock ComfyUI (`tests/support/mock_comfyui.rs`) as a process on this machine, on
+/// 127.0.0.1:`port`, with `env` (`MOCK_QUEUE_RUNNING`, `MOCK_QUEUE_PENDING`, `MOCK_DEVICE`);
+/// killed on drop. Built once per test binary.
+pub struct MockComfyUi {
+    pub port: u16,
+    child: Child,
+}
+
+impl MockComfyUi {
+    pub fn start(env: &[(&str, &str)]) -> MockComfyUi {
+        static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let bin = BIN.get_or_init(|| {
+            let source =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs");
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("mock-comfyui-{}", std::process::id()));
+            sh(&format!(
+                "rustc --edition 2021 '{}' -o '{}'",
+                source.display(),
+                out.display()
+            ));
+            out
+        });
+        let port = free_port();
+        let child = Command::new(bin)
+            .env("PORT", port.to_string())
+            .env("COMFY_ROOT", "/nonexistent")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mock ComfyUI did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        MockComfyUi { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MockComfyUi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// This machine's MemTotal in KiB (what the host reports for unified memory).
+pub fn meminfo_total_kib() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    m.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal in /proc/meminfo")
 }
