@@ -2,10 +2,13 @@
 //! (the test image has no Python): a requirement on another torch must fail loudly under the
 //! constraints, never replace the installed one.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
 use lifeos_spark::nodes::pip;
+use support::require;
 
 /// A minimal wheel (what `pip wheel` of an empty project produces), made with Python's zipfile.
 fn wheel(dir: &Path, name: &str, version: &str) {
@@ -59,14 +62,10 @@ fn venv() -> Option<Venv> {
     let python = Command::new("python3")
         .args(["-m", "venv", "--help"])
         .output();
-    if !python.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var("CI").is_err(),
-            "python3 with venv is missing: CI must provide it"
-        );
-        eprintln!("SKIPPED: python3 -m venv is missing");
-        return None;
-    }
+    require(
+        python.is_ok_and(|o| o.status.success()),
+        "python3 with venv (python3-venv)",
+    )?;
     let dir = tempfile::tempdir().unwrap();
     let wheels = dir.path().join("wheels");
     std::fs::create_dir(&wheels).unwrap();

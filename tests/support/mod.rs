@@ -26,8 +26,37 @@ pub fn require(available: bool, what: &str) -> Option<()> {
     if in_ci() {
         panic!("{what} is missing: CI must provide it (see scripts/test.sh)");
     }
-    eprintln!("SKIPPED: {what} is missing (run the suite with `bash scripts/test.sh`)");
+    skip(&format!(
+        "{what} is missing (run the suite with `bash scripts/test.sh`)"
+    ));
     None
+}
+
+/// Says why a test checks nothing, on stderr (hidden when the test passes) and as one line in
+/// `$LIFEOS_TEST_SKIP_DIR/skipped.txt`, which scripts/test.sh counts and prints after the run.
+/// Every skip goes through here so none is silent.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| {
+            s.rsplit_once('-')
+                .map_or(s.clone(), |(name, _hash)| name.to_string())
+        })
+        .unwrap_or_default();
+    let line = format!("SKIPPED: {binary}::{test}: {reason}\n");
+    eprint!("{line}");
+    if let Some(dir) = std::env::var_os("LIFEOS_TEST_SKIP_DIR") {
+        // One write of one line to an O_APPEND file: lines from parallel tests never interleave.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join("skipped.txt"));
+        file.and_then(|mut f| f.write_all(line.as_bytes()))
+            .expect("cannot record a skipped test in $LIFEOS_TEST_SKIP_DIR");
+    }
 }
 
 pub fn bin() -> &'static str {
@@ -38,12 +67,36 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// A port for a server that binds it later (sshd, a container published by Compose), held
+/// for this test process until it exits.
+///
+/// A port the kernel hands out for `bind(:0)` is released at once and sits in the ephemeral
+/// range, where every outgoing connection also takes its local port: minutes later, when
+/// Docker publishes it, it may be taken. These come from below the ephemeral range instead,
+/// where only explicit binds land, and each is claimed with an exclusive lock on
+/// `$TMPDIR/lifeos-test-ports/<port>.lock` held while the process lives, so no two test
+/// processes (nor two calls in one) pick the same one; a port something listens on is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("lifeos-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    let first = (std::process::id() % 80) as u16 * 150;
+    for offset in 0..12000u16 {
+        let port = 20000 + (first + offset) % 12000;
+        let lock = std::fs::File::create(dir.join(format!("{port}.lock"))).unwrap();
+        // flock: a second open file, even in this process, cannot take a held lock.
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            held.push(lock);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 pub fn sh(cmd: &str) -> Output {
