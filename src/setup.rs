@@ -102,6 +102,8 @@ pub struct SetupReport {
     pub phases: Vec<PhaseReport>,
     pub downloaded_bytes: u64,
     pub elapsed_ms: u128,
+    /// Ctrl-C / SIGTERM stopped the model downloads (finished parts kept).
+    pub interrupted: bool,
 }
 
 impl SetupReport {
@@ -168,6 +170,7 @@ struct Run<'a> {
     deployment: Option<Deployment<'a>>,
     url: String,
     downloaded: u64,
+    interrupted: bool,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -180,6 +183,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         deployment: None,
         url: String::new(),
         downloaded: 0,
+        interrupted: false,
     };
     let mut phases = Vec::new();
     let mut blocked: Option<String> = None;
@@ -238,6 +242,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         phases,
         downloaded_bytes: run.downloaded,
         elapsed_ms: started.elapsed().as_millis(),
+        interrupted: run.interrupted,
     })
 }
 
@@ -441,6 +446,7 @@ impl<'a> Run<'a> {
         };
         let report = models::pull(&target, &manifest, &opts, self.printer)?;
         self.downloaded += report.fetched_bytes;
+        self.interrupted |= report.interrupted;
         pull_output(report)
     }
 

@@ -45,12 +45,19 @@ fn setup_date(text: &str) -> &str {
 #[test]
 fn spark_file_like_the_seed_then_ok_on_rerun() {
     let home = tempfile::tempdir().unwrap();
+    let started = chrono::Local::now().timestamp();
     let out = run_local(
         home.path(),
         &["connection-info", "--address", "192.168.1.101"],
     );
+    let ended = chrono::Local::now().timestamp();
     assert!(out.status.success(), "{}", stderr(&out));
     let written = fs::read_to_string(home.path().join("CONNECTION_INFO.txt")).unwrap();
+    // The date is the time of this run (read by the clock here, not taken from the output).
+    let date = chrono::DateTime::parse_from_str(setup_date(&written), "%Y-%m-%d %H:%M:%S %z")
+        .unwrap_or_else(|e| panic!("setup date is not `%Y-%m-%d %H:%M:%S %z` ({e}): {written}"))
+        .timestamp();
+    assert!((started..=ended).contains(&date), "{written}");
     assert_eq!(stdout(&out), written, "prints what it wrote");
     let expected = format!(
         "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: {} GiB unified\nBatch size: 8\nSetup Date: {}\n",

@@ -15,7 +15,9 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
     let opts = options(ctx, args);
     let report = setup::setup(&host, &opts, &ctx.printer)?;
     ctx.printer.emit(&report, setup::render)?;
-    Ok(if report.failed() {
+    Ok(if report.interrupted {
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

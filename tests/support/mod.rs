@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod formats;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -427,17 +429,45 @@ pub fn test_playbook(dir: &Path, image: &str) -> (PathBuf, u16, String) {
 pub fn test_playbook_named(dir: &Path, image: &str, file: &str) -> (PathBuf, u16, String) {
     let port = free_port();
     let project = format!("lifeos-test-{port}");
-    let text = include_str!("../../playbooks/rtx-4090.yaml")
-        .replace("project: lifeos-comfyui", &format!("project: {project}"))
-        .replace("image: lifeos/comfyui:rtx-4090", &format!("image: {image}"))
-        .replace("port: 8188", &format!("port: {port}"))
-        .replace("bind: 0.0.0.0", "bind: 127.0.0.1")
-        + "healthcheck:\n  test: [CMD, /mock-comfyui, --check, '127.0.0.1:8188']\n  interval: 1s\nstart_timeout: 60\n"
-        // This sandbox cannot raise RLIMIT_MEMLOCK above 8 MiB, even as root.
-        + "ulimits:\n  memlock: 8388608\n  stack: 67108864\n";
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../playbooks/rtx-4090.yaml")).unwrap();
+    // Each field must already be in the RTX 4090 playbook: a renamed field fails here instead
+    // of leaving the test on port 8188 and bind 0.0.0.0.
+    for (key, value) in [
+        ("project", serde_yaml::Value::from(project.as_str())),
+        ("image", image.into()),
+        ("port", port.into()),
+        ("bind", "127.0.0.1".into()),
+    ] {
+        let slot = doc
+            .get_mut(key)
+            .unwrap_or_else(|| panic!("playbooks/rtx-4090.yaml has no `{key}`"));
+        *slot = value;
+    }
+    // Not in the shipped playbook, added: the image is `FROM scratch` (no shell, no Python for
+    // the product's own healthcheck), and this sandbox cannot raise RLIMIT_MEMLOCK above 8 MiB.
+    let added: serde_yaml::Value = serde_yaml::from_str(
+        "healthcheck:\n  test: [CMD, /mock-comfyui, --check, '127.0.0.1:8188']\n  interval: 1s\n\
+         start_timeout: 60\nulimits:\n  memlock: 8388608\n  stack: 67108864\n",
+    )
+    .unwrap();
+    for (key, value) in added.as_mapping().unwrap() {
+        let map = doc.as_mapping_mut().unwrap();
+        assert!(map.get(key).is_none(), "rtx-4090.yaml now sets {key:?}");
+        map.insert(key.clone(), value.clone());
+    }
     let path = dir.join(file);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
     (path, port, project)
+}
+
+/// Sets `key` in a playbook file written by [`test_playbook`] (which must already have it).
+pub fn set_playbook_field(path: &Path, key: &str, value: serde_yaml::Value) {
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    *doc.get_mut(key)
+        .unwrap_or_else(|| panic!("{} has no `{key}`", path.display())) = value;
+    std::fs::write(path, serde_yaml::to_string(&doc).unwrap()).unwrap();
 }
 
 /// Removes a Compose project's containers when a test ends, passed or not.
