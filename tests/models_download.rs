@@ -3,6 +3,8 @@
 //! many pieces over several connections.
 
 mod fake_hub;
+#[path = "support/formats.rs"]
+mod formats;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,8 +197,12 @@ fn segmented_pull_lands_verified_and_is_skipped_next_time() {
 fn a_stamped_file_is_skipped_without_rehashing_and_verify_rehashes() {
     let (s, data, m) = serving_one_file(300_000, 2);
     s.pull(&m);
-    // Same size, same mtime, other bytes: only a re-hash can notice.
     let dest = s.dest();
+    assert!(
+        formats::stamp_is_current(&dest, &sha256_hex(&data)),
+        "no current stamp"
+    );
+    // Same size, same mtime, other bytes: only a re-hash can notice.
     let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
     let mut bad = data.clone();
     bad[10] ^= 1;
@@ -549,19 +555,18 @@ fn leave_partial(s: &Setup, m: &Manifest, data: &[u8], etag: &str) {
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     let mut part = data.to_vec();
     part.resize(file.size as usize, 0);
-    std::fs::write(partial::part_path(&dest), &part).unwrap();
-    let state = partial::PartState {
-        url: file.url.clone(),
-        size: file.size,
-        sha256: file.sha256.clone(),
-        validator: Some(etag.to_string()),
-        done: vec![[0, data.len() as u64]],
-    };
-    std::fs::write(
-        partial::state_path(&dest),
-        serde_json::to_vec(&state).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(format!("{}.part", dest.display()), &part).unwrap();
+    // The record as docs/formats.md describes it, not through the tool's own type.
+    formats::write_part_record(
+        &dest,
+        &formats::PartRecord {
+            url: file.url.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            validator: Some(etag.to_string()),
+            done: vec![(0, data.len() as u64)],
+        },
+    );
 }
 
 #[test]

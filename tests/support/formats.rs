@@ -2,6 +2,8 @@
 //! serde_json and nothing from the product: a test that uses these checks the files against
 //! the document, not against the code that wrote them.
 
+#![allow(dead_code)] // each test binary uses a different part of it
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,14 @@ pub fn stamp_is_current(file: &Path, sha256: &str) -> bool {
     hash == sha256
         && field("size").as_u64().expect("size is an integer") == meta.len()
         && field("mtime").as_i64().expect("mtime is an integer") == meta.mtime()
+}
+
+/// Writes a current stamp for `file` as docs/formats.md describes it (what another tool, or an
+/// earlier version, would leave).
+pub fn write_stamp(file: &Path, sha256: &str) {
+    let meta = std::fs::metadata(file).unwrap();
+    let doc = serde_json::json!({"sha256": sha256, "size": meta.len(), "mtime": meta.mtime()});
+    std::fs::write(stamp_path(file), doc.to_string()).unwrap();
 }
 
 /// The record beside `dest`'s `.part`, checked against docs/formats.md.
