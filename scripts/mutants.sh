@@ -32,18 +32,27 @@ suites_for() {
   esac
 }
 
+# A scratch worktree of HEAD with a copy of target/ (mtimes kept, so only this crate is rebuilt
+# for each mutant): mutants are applied in place there, never in this checkout.
+results=$PWD/mutants.out
+scratch=${MUTANTS_SCRATCH:-/tmp/lifeos-spark-mutants}
+git worktree remove --force "$scratch" 2>/dev/null || rm -rf "$scratch"
+git worktree add -q --detach "$scratch" HEAD
+[ -d target ] && cp -a target "$scratch/target"
+
 export CI=true
 for f in "${files[@]}"; do
-  out="mutants.out/$(echo "$f" | tr / _)"
+  out="$results/$(echo "$f" | tr / _)"
   rm -rf "$out" && mkdir -p "$out"
   # shellcheck disable=SC2046
-  cargo mutants --file "$f" --output "$out" --copy-target=true --timeout 300 -j 1 \
-    --baseline=skip -- --lib $(suites_for "$f") || true
+  (cd "$scratch" && cargo mutants --in-place --file "$f" --output "$out" --timeout 300 -j 1 \
+    --baseline=skip -- --lib $(suites_for "$f")) || true
 done
+git worktree remove --force "$scratch"
 
 echo
 for f in "${files[@]}"; do
-  dir="mutants.out/$(echo "$f" | tr / _)/mutants.out"
+  dir="$results/$(echo "$f" | tr / _)/mutants.out"
   caught=$(wc -l <"$dir/caught.txt" 2>/dev/null || echo 0)
   missed=$(wc -l <"$dir/missed.txt" 2>/dev/null || echo 0)
   timeout=$(wc -l <"$dir/timeout.txt" 2>/dev/null || echo 0)
