@@ -45,7 +45,7 @@ for f in "${files[@]}"; do
   out="$results/$(echo "$f" | tr / _)"
   rm -rf "$out" && mkdir -p "$out"
   # shellcheck disable=SC2046
-  (cd "$scratch" && cargo mutants --in-place --file "$f" --output "$out" --timeout 300 -j 1 \
+  (cd "$scratch" && cargo mutants --in-place --file "$f" --output "$out" --timeout 300 \
     --baseline=skip -- --lib $(suites_for "$f")) || true
 done
 git worktree remove --force "$scratch"
