@@ -27,20 +27,6 @@ fn local(home: &Path, docker: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
-}
-
-fn phase<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["phase"] == name)
-        .unwrap_or_else(|| panic!("no phase {name}: {doc}"))
-}
-
 /// Every path under `dir`.
 fn tree(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -22,20 +22,6 @@ fn run_local(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn system_gib() -> u64 {
-    let m = fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = m
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    (kib / 1024 + 512) / 1024
-}
-
 fn setup_date(text: &str) -> &str {
     text.lines()
         .find_map(|l| l.strip_prefix("Setup Date: "))
@@ -61,7 +47,7 @@ fn spark_file_like_the_seed_then_ok_on_rerun() {
     assert_eq!(stdout(&out), written, "prints what it wrote");
     let expected = format!(
         "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: {} GiB unified\nBatch size: 8\nSetup Date: {}\n",
-        system_gib(),
+        (meminfo_total_mib() + 512) / 1024,
         setup_date(&written)
     );
     assert_eq!(written, expected);

@@ -28,20 +28,6 @@ fn server_for(client: &ClientHome, profile: &str, docker: Option<String>) -> Opt
     })
 }
 
-fn meminfo_total_mib() -> u64 {
-    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = m
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib / 1024
-}
-
 fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     doc["checks"]
         .as_array()

@@ -206,33 +206,9 @@ impl World {
     }
 }
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
-}
-
-fn phase<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["phase"] == name)
-        .unwrap_or_else(|| panic!("no phase {name}: {doc}"))
-}
-
 /// A GB10's usable memory is the system's (unified): `MemTotal` in MiB, in GiB rounded.
 fn unified_memory_gb() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = meminfo
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    ((kib / 1024) as f64 / 1024.0).round() as u64
+    (meminfo_total_mib() as f64 / 1024.0).round() as u64
 }
 
 /// The one `COMFYUI_URL=http://<IPv4>:<port>` line of CONNECTION_INFO.txt.
@@ -249,7 +225,7 @@ fn assert_url_line(info: &str, port: u16) {
 }
 
 /// What a re-run must leave alone: the project's containers with their IDs and start times,
-/// every file under the host's home with its size and mtime (ns), the node's git HEAD.
+/// every file under the host's home with its size and mtime, the node's git HEAD.
 #[derive(Debug, PartialEq)]
 struct HostState {
     containers: Vec<String>,
@@ -258,45 +234,11 @@ struct HostState {
 }
 
 fn host_state(home: PathBuf, project: &str) -> HostState {
-    let docker = docker_host(true).unwrap();
-    let ids = stdout(&sh(&format!(
-        "DOCKER_HOST='{docker}' docker ps -aq --no-trunc --filter label=com.docker.compose.project={project}"
-    )));
-    let containers = ids
-        .split_whitespace()
-        .map(|id| {
-            stdout(&sh(&format!(
-                "DOCKER_HOST='{docker}' docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}} {{{{.RestartCount}}}}' {id}"
-            )))
-            .trim()
-            .to_string()
-        })
-        .collect();
-    let mut files = Vec::new();
-    walk(&home, &mut files);
-    files.sort();
     let node = home.join("comfyui/custom_nodes/FaceNode");
-    let node_head = stdout(&sh(&format!("git -C '{}' rev-parse HEAD", node.display())));
     HostState {
-        containers,
-        files,
-        node_head,
-    }
-}
-
-fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, i128)>) {
-    use std::os::unix::fs::MetadataExt;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        if meta.is_dir() && path.file_name().unwrap() == ".git" {
-            continue; // git may refresh its index on a status; HEAD is compared instead
-        } else if meta.is_dir() {
-            walk(&path, out);
-        } else {
-            let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
-            out.push((path, meta.len(), mtime));
-        }
+        containers: containers_of(&docker_host(true).unwrap(), project),
+        files: file_states(&home),
+        node_head: stdout(&sh(&format!("git -C '{}' rev-parse HEAD", node.display()))),
     }
 }
 

@@ -104,11 +104,11 @@ fn git_part_clones_pins_moves_and_respects_local_changes() {
     assert!(first.status.success(), "{}", stderr(&first));
     let node_a = root.join("custom_nodes/NodeA");
     assert_eq!(head(&node_a), n.a.1, "pinned to the older commit");
-    let clone_state = tree_state(&root.join("custom_nodes"));
+    let clone_state = file_states(&root.join("custom_nodes"));
     let again = run(&[]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
-        tree_state(&root.join("custom_nodes")),
+        file_states(&root.join("custom_nodes")),
         clone_state,
         "a re-run touched the clones"
     );
@@ -174,31 +174,6 @@ fn git_part_clones_pins_moves_and_respects_local_changes() {
         "A1\nA2\n",
         "--force discards the local edit"
     );
-}
-
-/// Every file under `dir` (git's own files aside: a status may refresh its index) with its
-/// bytes' length and mtime in ns, and every repository's HEAD.
-fn tree_state(dir: &Path) -> Vec<(std::path::PathBuf, u64, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if p.file_name().unwrap() == ".git" {
-                out.push((p.clone(), 0, 0, 0));
-                let head = head(&d);
-                out.push((p.join(head), 0, 0, 0));
-            } else if m.is_dir() {
-                todo.push(p);
-            } else {
-                out.push((p, m.len(), m.mtime(), m.mtime_nsec()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -290,16 +265,15 @@ fn install_restarts_comfyui_and_verify_reports_which_nodes_loaded() {
     );
 
     // Nothing changed: no restart (the container's ID and start time say so, not the output).
-    let started = |name: &str| {
-        stdout(&sh(&format!(
-            "DOCKER_HOST='{docker}' docker ps -q --no-trunc --filter label=com.docker.compose.project={name} | xargs -r env DOCKER_HOST='{docker}' docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}'"
-        )))
-    };
     let project = format!("lifeos-test-{port}");
-    let before = started(&project);
-    assert_eq!(before.lines().count(), 1, "{before}");
+    let before = containers_of(&docker, &project);
+    assert_eq!(before.len(), 1, "{before:?}");
     let again = run(&[&["nodes", "install"][..], &nodes_arg].concat());
     assert!(again.status.success(), "{}", stderr(&again));
-    assert_eq!(started(&project), before, "ComfyUI was restarted");
+    assert_eq!(
+        containers_of(&docker, &project),
+        before,
+        "ComfyUI was restarted"
+    );
     assert!(http_get(&format!("http://127.0.0.1:{port}/system_stats")).is_some());
 }

@@ -59,14 +59,9 @@ impl Local {
 impl Local {
     /// `<id> <StartedAt>` of the project's one container.
     fn container(&self) -> String {
-        let out = sh(&format!(
-            "DOCKER_HOST='{}' docker ps -aq --no-trunc --filter label=com.docker.compose.project=lifeos-test-{} \
-             | xargs -r env DOCKER_HOST='{}' docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}'",
-            self.docker, self.port, self.docker
-        ));
-        let text = stdout(&out);
-        assert_eq!(text.lines().count(), 1, "{text}");
-        text
+        let found = containers_of(&self.docker, &format!("lifeos-test-{}", self.port));
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
     }
 
     /// Faults for the mock ComfyUI of the next `up` (tests/support/mock_comfyui.rs).
@@ -74,26 +69,6 @@ impl Local {
         std::fs::create_dir_all(self.root().join("user")).unwrap();
         std::fs::write(self.root().join("user/mock-comfyui.env"), lines).unwrap();
     }
-}
-
-/// Every file under `dir` with its mtime in ns.
-fn mtimes(dir: &Path) -> Vec<(std::path::PathBuf, i64, i64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                todo.push(p);
-            } else {
-                out.push((p, m.mtime(), m.mtime_nsec()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn ok(out: &std::process::Output) -> String {
@@ -217,7 +192,7 @@ fn up_status_down_locally() {
     // A second `up` changes nothing and keeps the container: same ID, same start time, and
     // the files it wrote keep their mtimes.
     let container = t.container();
-    let files = mtimes(&t.root());
+    let files = file_states(&t.root());
     let again = ok(&t.run(&["--json", "up"]));
     let doc: serde_json::Value = serde_json::from_str(&again).unwrap();
     for step in doc["steps"].as_array().unwrap() {
@@ -228,7 +203,11 @@ fn up_status_down_locally() {
         container,
         "the container was recreated or restarted"
     );
-    assert_eq!(mtimes(&t.root()), files, "files under the root changed");
+    assert_eq!(
+        file_states(&t.root()),
+        files,
+        "files under the root changed"
+    );
 
     let url = format!("http://127.0.0.1:{}", t.port);
     let status = t

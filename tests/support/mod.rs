@@ -499,3 +499,74 @@ pub fn http_get(url: &str) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// `MemTotal` of this machine (the one the fake hosts share), in MiB.
+pub fn meminfo_total_mib() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal in /proc/meminfo");
+    kib / 1024
+}
+
+/// Every file under `dir` with its size and mtime (ns): what must not change when a re-run
+/// changes nothing. Inside a `.git` folder only `HEAD`'s commit counts (git may refresh its
+/// index on a status).
+pub fn file_states(dir: &Path) -> Vec<(PathBuf, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if p.file_name().unwrap() == ".git" {
+                let head = stdout(&sh(&format!("git -C '{}' rev-parse HEAD", d.display())));
+                out.push((p.join(head.trim()), 0, 0));
+            } else if m.is_dir() {
+                todo.push(p);
+            } else {
+                let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+                out.push((p, m.len(), mtime));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `<id> <StartedAt>` of each container of a Compose project: a recreated or restarted
+/// container shows here whatever the tool reports.
+pub fn containers_of(docker_host: &str, project: &str) -> Vec<String> {
+    let ids = stdout(&sh(&format!(
+        "DOCKER_HOST='{docker_host}' docker ps -aq --no-trunc --filter label=com.docker.compose.project={project}"
+    )));
+    ids.split_whitespace()
+        .map(|id| {
+            stdout(&sh(&format!(
+                "DOCKER_HOST='{docker_host}' docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}' {id}"
+            )))
+            .trim()
+            .to_string()
+        })
+        .collect()
+}
+
+/// The JSON document a `--json` run printed on stdout.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+}
+
+/// One phase of a `setup --json` report.
+pub fn phase<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name}: {doc}"))
+}
