@@ -99,6 +99,8 @@ pub struct SetupReport {
     pub phases: Vec<PhaseReport>,
     pub downloaded_bytes: u64,
     pub elapsed_ms: u128,
+    /// Ctrl-C / SIGTERM stopped the model downloads (finished parts kept).
+    pub interrupted: bool,
 }
 
 impl SetupReport {
@@ -125,6 +127,7 @@ struct Run<'a> {
     lock: Option<crate::lock::RootLock>,
     /// The check generation's seconds per image, for CONNECTION_INFO.
     seconds_per_image: Option<f64>,
+    interrupted: bool,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -139,6 +142,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         downloaded: 0,
         lock: None,
         seconds_per_image: None,
+        interrupted: false,
     };
     let phases = crate::phase::run(
         &PHASES,
@@ -157,6 +161,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         phases,
         downloaded_bytes: run.downloaded,
         elapsed_ms: started.elapsed().as_millis(),
+        interrupted: run.interrupted,
     })
 }
 
@@ -372,6 +377,7 @@ impl<'a> Run<'a> {
         };
         let report = models::pull(&target, &manifest, &opts, self.printer)?;
         self.downloaded += report.fetched_bytes + copied_bytes;
+        self.interrupted |= report.interrupted;
         let mut out = pull_output(report)?;
         if !copied_steps.is_empty() {
             copied_steps.append(&mut out.steps);

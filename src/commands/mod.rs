@@ -22,6 +22,9 @@ use crate::host::{self, Host, SshOptions};
 use crate::inventory::{self, Selected};
 use crate::ui::{Printer, UsageError, Verbosity};
 
+/// 128 + SIGINT, as shells report an interrupted command (`models pull`, `setup`).
+const EXIT_INTERRUPTED: u8 = 130;
+
 /// What every command gets: how to print, and where to act.
 pub struct Context {
     pub printer: Printer,

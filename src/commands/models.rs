@@ -13,9 +13,6 @@ use crate::models::manifest::Manifest;
 use crate::models::ops::{self, PullOptions, Target};
 use crate::models::report;
 
-/// 128 + SIGINT, as shells report an interrupted command.
-const EXIT_INTERRUPTED: u8 = 130;
-
 pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
     match args.command {
         ModelsCommand::Pull(a) => {
@@ -38,7 +35,7 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
             }
             if report.interrupted {
                 ctx.printer.warn("interrupted: finished parts are kept beside each file (`.part`); run the same command again to resume");
-                return Ok(ExitCode::from(EXIT_INTERRUPTED));
+                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
             Ok(exit(!report.failed()))
         }

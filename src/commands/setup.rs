@@ -36,7 +36,9 @@ fn run_phases(ctx: &Context, opts: &SetupOptions) -> Result<ExitCode> {
     let host: Arc<dyn Host> = Arc::from(ctx.host()?);
     let report = setup::setup(&host, opts, &ctx.printer)?;
     ctx.printer.emit(&report, setup::render)?;
-    Ok(if report.failed() {
+    Ok(if report.interrupted {
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
