@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with Rust, as root (or with sudo).
 # Installs what the tests need, starts private Docker daemons (own sockets and data roots),
-# then runs `cargo test`. Tests that need sshd or Docker FAIL under CI=true when it is missing.
+# runs `cargo fmt --check` and `cargo clippy -D warnings`, then `cargo test`. Tests that need sshd
+# or Docker FAIL under CI=true when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,14 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The gate before any test: formatting and clippy, warnings denied (the `[lints]` table in
+# Cargo.toml says which). LIFEOS_TEST_SKIP_LINT=1 skips it for a quick local rerun.
+if [ -z "${LIFEOS_TEST_SKIP_LINT:-}" ]; then
+  { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
+  cargo fmt --check
+  cargo clippy --all-targets --locked -- -D warnings
 fi
 
 # start_dockerd NAME DAEMON_JSON [NETNS]: a private daemon at $state/NAME/docker.sock (in network
