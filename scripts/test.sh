@@ -21,6 +21,10 @@ command -v make >/dev/null || need+=(make)
 command -v perl >/dev/null || need+=(perl)
 command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+# The generated shell completions and man page are parsed by the real zsh, fish and groff.
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq

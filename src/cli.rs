@@ -84,6 +84,17 @@ pub enum CommandName {
     Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
     Migrate(MigrateArgs),
+    /// Print a shell completion script on stdout (see the README for where it goes)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `lifeos-spark man > lifeos-spark.1`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
 mod connection_info;
+mod docs;
 mod doctor;
 mod env;
 mod migrate;
@@ -97,6 +98,8 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Models(args) => models::run(&ctx, args),
         CommandName::Setup(args) => setup::run(&ctx, args),
         CommandName::Migrate(args) => migrate::run(&ctx, args),
+        CommandName::Completions(args) => docs::completions(&ctx, args),
+        CommandName::Man => docs::man(&ctx),
     };
     (ctx.printer, result)
 }
