@@ -14,11 +14,7 @@ const MIB: usize = 1 << 20;
 #[test]
 fn four_mib_to_stderr_then_four_mib_to_stdout_arrive_intact() {
     let client = ClientHome::new();
-    let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: None,
-        docker_host: None,
-        authorized_keys: vec![client.public_key()],
-    }) else {
+    let Some(server) = SshServer::for_client(&client) else {
         return;
     };
     client.add_alias("box", &server);

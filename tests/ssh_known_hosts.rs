@@ -16,11 +16,7 @@ struct Case {
 impl Case {
     fn start() -> Option<Case> {
         let client = ClientHome::new();
-        let server = SshServer::start(SshServerConfig {
-            gpu_profile: None,
-            docker_host: None,
-            authorized_keys: vec![client.public_key()],
-        })?;
+        let server = SshServer::for_client(&client)?;
         Some(Case { client, server })
     }
 
@@ -53,6 +49,11 @@ impl Case {
 
     fn write(&self, path: &Path, text: &str) {
         std::fs::write(path, text).unwrap();
+    }
+
+    /// Replace `~/.ssh/known_hosts` (the file `config("")` names).
+    fn known(&self, text: &str) {
+        self.write(&self.client.known_hosts(), text);
     }
 
     /// The server's key as `<type> <base64>`.
@@ -131,7 +132,7 @@ fn user_known_hosts_file_replaces_the_default_file() {
     case.assert_connects();
     // Stale key in the configured file, right one in ~/.ssh/known_hosts: refused as changed.
     case.write(&configured, &format!("{name} {}\n", Case::stale_key()));
-    case.write(&case.client.known_hosts(), &case.server.known_hosts_line());
+    case.known(&case.server.known_hosts_line());
     let err = case.assert_refused("HAS CHANGED");
     assert!(
         err.contains(&format!("{}:1", configured.display())),
@@ -161,14 +162,11 @@ fn global_known_hosts_file_is_read_after_the_user_file() {
 fn revoked_key_is_refused_even_when_also_listed_as_known() {
     let Some(case) = Case::start() else { return };
     case.config("");
-    case.write(
-        &case.client.known_hosts(),
-        &format!(
-            "{}@revoked * {}\n",
-            case.server.known_hosts_line(),
-            case.key()
-        ),
-    );
+    case.known(&format!(
+        "{}@revoked * {}\n",
+        case.server.known_hosts_line(),
+        case.key()
+    ));
     let err = case.assert_refused("REVOKED HOST KEY");
     assert!(err.contains("marked as revoked"), "{err}");
 }
@@ -178,15 +176,15 @@ fn wildcard_entries_match_and_negations_veto() {
     let Some(case) = Case::start() else { return };
     case.config("");
     let port = case.server.port;
-    case.write(
-        &case.client.known_hosts(),
-        &format!("[127.0.0.*]:{port},[localhost]:{port} {}\n", case.key()),
-    );
+    case.known(&format!(
+        "[127.0.0.*]:{port},[localhost]:{port} {}\n",
+        case.key()
+    ));
     case.assert_connects();
-    case.write(
-        &case.client.known_hosts(),
-        &format!("[127.0.0.*]:{port},![127.0.0.1]:{port} {}\n", case.key()),
-    );
+    case.known(&format!(
+        "[127.0.0.*]:{port},![127.0.0.1]:{port} {}\n",
+        case.key()
+    ));
     case.assert_refused("is not known");
 }
 
@@ -194,13 +192,10 @@ fn wildcard_entries_match_and_negations_veto() {
 fn host_key_alias_names_the_entry() {
     let Some(case) = Case::start() else { return };
     case.config("HostKeyAlias spark-box");
-    case.write(
-        &case.client.known_hosts(),
-        &format!("spark-box {}\n", case.key()),
-    );
+    case.known(&format!("spark-box {}\n", case.key()));
     case.assert_connects();
     // Under its real name only: not known under the alias.
-    case.write(&case.client.known_hosts(), &case.server.known_hosts_line());
+    case.known(&case.server.known_hosts_line());
     case.assert_refused("`spark-box` is not known");
 }
 
@@ -230,10 +225,7 @@ fn strict_host_key_checking_accept_new_records_in_the_configured_file() {
 fn cert_authority_lines_are_reported_not_trusted() {
     let Some(case) = Case::start() else { return };
     case.config("");
-    case.write(
-        &case.client.known_hosts(),
-        &format!("@cert-authority * {}\n", Case::stale_key()),
-    );
+    case.known(&format!("@cert-authority * {}\n", Case::stale_key()));
     case.assert_refused("@cert-authority");
 }
 
@@ -241,7 +233,7 @@ fn cert_authority_lines_are_reported_not_trusted() {
 fn proxy_jump_is_refused_naming_the_option() {
     let Some(case) = Case::start() else { return };
     case.config("ProxyJump root@127.0.0.1:1");
-    case.write(&case.client.known_hosts(), &case.server.known_hosts_line());
+    case.known(&case.server.known_hosts_line());
     let err = case.ours().unwrap_err();
     assert!(err.contains("`ProxyJump root@127.0.0.1:1`"), "{err}");
     assert!(err.contains("not supported"), "{err}");
