@@ -230,13 +230,45 @@ fn cert_authority_lines_are_reported_not_trusted() {
 }
 
 #[test]
-fn proxy_jump_is_refused_naming_the_option() {
+fn proxy_jump_goes_through_a_second_sshd() {
     let Some(case) = Case::start() else { return };
-    case.config("ProxyJump root@127.0.0.1:1");
+    let Some(jump) = SshServer::for_client(&case.client) else {
+        return;
+    };
+    case.config("ProxyJump jump");
+    let mut config = std::fs::read_to_string(case.file("config")).unwrap();
+    config += &format!(
+        "Host jump\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityFile {}\n  BatchMode yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile none\n",
+        jump.port,
+        case.client.key.display(),
+        case.client.known_hosts().display()
+    );
+    case.write(&case.file("config"), &config);
+    // Both host keys known: each hop is checked on its own.
+    case.known(&(case.server.known_hosts_line() + &jump.known_hosts_line()));
+    case.assert_connects();
+    let logins = |log: String| log.matches("Accepted publickey").count();
+    // OpenSSH and lifeos-spark each logged in once on both: the target was reached through
+    // the jump host (both listen on loopback, so the logs are what tells).
+    assert_eq!(logins(jump.log()), 2, "{}", jump.log());
+    assert_eq!(logins(case.server.log()), 2, "{}", case.server.log());
+    // The jump host's key is checked like any other.
+    case.known(&case.server.known_hosts_line());
+    let err = case.assert_refused("is not known");
+    assert!(err.contains("jump host `jump`"), "{err}");
+}
+
+#[test]
+fn proxy_jump_with_two_hops_is_refused_naming_the_option() {
+    let Some(case) = Case::start() else { return };
+    case.config("ProxyJump root@127.0.0.1:1,root@127.0.0.1:2");
     case.known(&case.server.known_hosts_line());
     let err = case.ours().unwrap_err();
-    assert!(err.contains("`ProxyJump root@127.0.0.1:1`"), "{err}");
-    assert!(err.contains("not supported"), "{err}");
+    assert!(
+        err.contains("`ProxyJump root@127.0.0.1:1,root@127.0.0.1:2`"),
+        "{err}"
+    );
+    assert!(err.contains("supports one"), "{err}");
     assert!(
         !case.server.log().contains("Accepted publickey"),
         "it connected directly: {}",

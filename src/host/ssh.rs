@@ -22,6 +22,7 @@ use super::{temp_sibling, Command, FileStat, Host, Output, RandomWrite, SshTarge
 use crate::ui::HintExt;
 
 mod dd;
+mod jump;
 
 /// SFTP status for "no such file" (draft-ietf-secsh-filexfer-02, SSH_FX_NO_SUCH_FILE).
 const SFTP_NO_SUCH_FILE: i32 = 2;
@@ -70,18 +71,12 @@ pub struct SshHost {
 
 impl SshHost {
     pub fn connect(target: SshTarget, opts: &SshOptions) -> Result<SshHost> {
-        if let Some(first) = target.proxy_jump.first() {
-            return Err(anyhow!(
-                "`ProxyJump {first}` in ~/.ssh/config is not supported by lifeos-spark"
-            ))
-            .with_context(|| format!("cannot connect to `{}`", target.alias))
-            .hint(format!(
-                "run lifeos-spark on `{first}` itself, or forward a port there (`ssh -fNL 2222:{}:{} {first}`) and use `--host {}@127.0.0.1:2222`",
-                target.host_name, target.port, target.user
-            ));
+        let session = if target.proxy_jump.is_empty() {
+            tcp_connect(&target).and_then(|tcp| open_session(&target, tcp))
+        } else {
+            jump::through(&target, opts).and_then(|sock| open_session(&target, sock))
         }
-        let session = open_session(&target)
-            .with_context(|| format!("cannot connect to `{}`", target.alias))?;
+        .with_context(|| format!("cannot connect to `{}`", target.alias))?;
         verify_host_key(&session, &target, opts.accept_new_host_key)?;
         authenticate(&session, &target)?;
         Ok(SshHost {
@@ -462,7 +457,7 @@ fn read_available(
     Ok((got, channel.eof()))
 }
 
-fn open_session(target: &SshTarget) -> Result<Session> {
+fn tcp_connect(target: &SshTarget) -> Result<TcpStream> {
     let addrs: Vec<_> = (target.host_name.as_str(), target.port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve `{}`", target.host_name))?
@@ -483,8 +478,16 @@ fn open_session(target: &SshTarget) -> Result<Session> {
         })
         .hint("check the address and that sshd runs on the target (`sudo systemctl status ssh`)")?;
     detect_dead_links(&tcp)?;
+    Ok(tcp)
+}
+
+/// The SSH transport over `stream`: a TCP connection, or a socket a `ProxyJump` pump serves.
+fn open_session(
+    target: &SshTarget,
+    stream: impl std::os::unix::io::AsRawFd + 'static,
+) -> Result<Session> {
     let mut session = Session::new()?;
-    session.set_tcp_stream(tcp);
+    session.set_tcp_stream(stream);
     if let Some(prefs) = host_key_prefs(target) {
         // Ask for the key type known_hosts holds, or libssh2 may pick another type and report
         // a false mismatch.
