@@ -63,11 +63,7 @@ fn pump(link: Arc<Link>, mut channel: Channel, mut sock: UnixStream) {
     let (mut up, mut down) = (Vec::new(), Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
     let mut nap = Duration::from_millis(1);
-    loop {
-        let moved = match step(&mut channel, &mut sock, &mut buf, &mut up, &mut down) {
-            Ok(Some(n)) => n,
-            Ok(None) | Err(_) => break,
-        };
+    while let Ok(Some(moved)) = step(&mut channel, &mut sock, &mut buf, &mut up, &mut down) {
         if moved > 0 {
             nap = Duration::from_millis(1);
         } else {
