@@ -34,6 +34,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// must answer within `IO_TIMEOUT`): a long silent `docker build` is fine, a dead link is not.
 const PROBE_AFTER: Duration = Duration::from_secs(20);
 
+/// The longest an exec drain sleeps between polls of a quiet channel: what a short command's
+/// end may wait to be noticed (libssh2 offers no wait on a channel that spares the gate).
+const MAX_NAP: Duration = Duration::from_millis(5);
+
 /// Serialises libssh2 calls; see the module comment.
 #[derive(Clone, Default)]
 struct Gate(Arc<Mutex<()>>);
@@ -187,7 +191,7 @@ impl Link {
                 last_data = Instant::now();
             }
             std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(50));
+            nap = (nap * 2).min(MAX_NAP);
         }
     }
 
