@@ -29,9 +29,15 @@ struct Stream {
 }
 
 impl DdWriter {
-    /// Create `path` if missing, never truncating it (it may hold a resumable download).
+    /// Create `path` if missing, never truncating it (it may hold a resumable download), and
+    /// fsync what it already holds: the prefix a resumed record names.
     pub(super) fn open(link: Arc<Link>, path: &str) -> Result<DdWriter> {
-        let create = Command::new("sh").args(["-c", ": >> \"$1\"", "sh", path]);
+        let create = Command::new("dd").args([
+            "if=/dev/null",
+            &format!("of={path}"),
+            "conv=notrunc,fsync",
+            "status=none",
+        ]);
         let out = link.exec(&create.shell_line(), None)?;
         if !out.success() {
             bail!(
