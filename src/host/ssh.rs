@@ -69,7 +69,8 @@ pub struct SshHost {
     link: Arc<Link>,
     sftp: OnceLock<Sftp>,
     home: OnceLock<PathBuf>,
-    /// Whether the target's `dd` takes `oflag=seek_bytes` (GNU coreutils), asked once.
+    /// Whether the target's `dd` takes `oflag=seek_bytes` (GNU coreutils), learnt on the first
+    /// `open_write`; without it bulk writes go over SFTP.
     dd_seeks: OnceLock<bool>,
 }
 
@@ -108,24 +109,6 @@ impl SshHost {
             .with_context(|| format!("cannot start SFTP on `{}`", self.target.alias))
             .hint("enable the SFTP subsystem in the target's sshd_config")?;
         Ok(self.sftp.get_or_init(|| sftp))
-    }
-
-    /// GNU `dd` (every Linux target this tool sets up) takes byte offsets; another `dd` gets
-    /// the SFTP path instead.
-    fn dd_seeks(&self) -> Result<bool> {
-        if let Some(ok) = self.dd_seeks.get() {
-            return Ok(*ok);
-        }
-        let probe = Command::new("dd").args([
-            "if=/dev/null",
-            "of=/dev/null",
-            "bs=1",
-            "seek=1",
-            "oflag=seek_bytes",
-            "status=none",
-        ]);
-        let ok = self.run(&probe)?.success();
-        Ok(*self.dd_seeks.get_or_init(|| ok))
     }
 
     fn path_str<'a>(&self, path: &'a Path) -> Result<&'a str> {
@@ -331,9 +314,12 @@ impl Host for SshHost {
     }
 
     fn open_write(&self, path: &Path) -> Result<Box<dyn RandomWrite>> {
-        if self.dd_seeks()? {
-            let path = self.path_str(path)?;
-            return Ok(Box::new(dd::DdWriter::open(self.link.clone(), path)?));
+        if self.dd_seeks.get() != Some(&false) {
+            let writer = dd::DdWriter::open(self.link.clone(), self.path_str(path)?)?;
+            self.dd_seeks.get_or_init(|| writer.is_some());
+            if let Some(writer) = writer {
+                return Ok(Box::new(writer));
+            }
         }
         let sftp = self.sftp()?;
         let _g = self.link.gate.hold();

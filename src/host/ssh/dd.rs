@@ -20,6 +20,9 @@ pub(super) struct DdWriter {
     link: Arc<Link>,
     path: String,
     streams: Vec<Stream>,
+    /// A `set_len` not yet applied: the first `dd` applies it (one round trip less before the
+    /// first byte), or `sync` does when nothing was written.
+    pending_len: Option<u64>,
 }
 
 struct Stream {
@@ -30,31 +33,37 @@ struct Stream {
 
 impl DdWriter {
     /// Create `path` if missing, never truncating it (it may hold a resumable download), and
-    /// fsync what it already holds: the prefix a resumed record names.
-    pub(super) fn open(link: Arc<Link>, path: &str) -> Result<DdWriter> {
+    /// fsync what it already holds: the prefix a resumed record names. `None` when the
+    /// target's `dd` does not take `oflag=seek_bytes` (not GNU): the caller uses SFTP.
+    pub(super) fn open(link: Arc<Link>, path: &str) -> Result<Option<DdWriter>> {
         let create = Command::new("dd").args([
             "if=/dev/null",
             &format!("of={path}"),
+            "oflag=seek_bytes",
             "conv=notrunc,fsync",
             "status=none",
         ]);
         let out = link.exec(&create.shell_line(), None)?;
         if !out.success() {
+            if out.stderr_text().contains("seek_bytes") {
+                return Ok(None);
+            }
             bail!(
                 "cannot open `{path}` for writing on `{}`: {}",
                 link.name,
                 out.stderr_text().trim()
             );
         }
-        Ok(DdWriter {
+        Ok(Some(DdWriter {
             link,
             path: path.to_string(),
             streams: Vec::new(),
-        })
+            pending_len: None,
+        }))
     }
 
-    fn start(&self, offset: u64) -> Result<Stream> {
-        let line = Command::new("dd")
+    fn start(&mut self, offset: u64) -> Result<Stream> {
+        let dd = Command::new("dd")
             .arg(format!("of={}", self.path))
             .args([
                 "bs=1M",
@@ -62,8 +71,21 @@ impl DdWriter {
                 "conv=notrunc,fsync",
                 "status=none",
             ])
-            .arg(format!("seek={offset}"))
-            .shell_line();
+            .arg(format!("seek={offset}"));
+        let line = match self.pending_len.take() {
+            Some(len) => Command::new("sh")
+                .args([
+                    "-c",
+                    r#"truncate -s "$1" "$2" && shift 2 && exec "$@""#,
+                    "sh",
+                ])
+                .arg(len.to_string())
+                .arg(&self.path)
+                .arg(dd.program)
+                .args(dd.args)
+                .shell_line(),
+            None => dd.shell_line(),
+        };
         let _g = self.link.gate.hold();
         let mut channel = self.link.session.channel_session()?;
         channel.exec(&line)?;
@@ -93,6 +115,9 @@ impl DdWriter {
     }
 
     fn finish_all(&mut self) -> Result<()> {
+        if let Some(len) = self.pending_len.take() {
+            self.truncate(len)?;
+        }
         let streams = std::mem::take(&mut self.streams);
         let mut first_err = None;
         for stream in streams {
@@ -101,6 +126,19 @@ impl DdWriter {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    fn truncate(&self, len: u64) -> Result<()> {
+        let cmd = Command::new("truncate").args(["-s", &len.to_string(), &self.path]);
+        let out = self.link.exec(&cmd.shell_line(), None)?;
+        if !out.success() {
+            bail!(
+                "`truncate` on `{}` failed: {}",
+                self.path,
+                out.stderr_text().trim()
+            );
+        }
+        Ok(())
     }
 
     fn write(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
@@ -130,19 +168,9 @@ impl RandomWrite for DdWriter {
     }
 
     fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        // Streams still open may write past `len`: end them first, as a file would.
         self.finish_all().map_err(std::io::Error::other)?;
-        let cmd = Command::new("truncate").args(["-s", &len.to_string(), &self.path]);
-        let out = self
-            .link
-            .exec(&cmd.shell_line(), None)
-            .map_err(std::io::Error::other)?;
-        if !out.success() {
-            return Err(std::io::Error::other(format!(
-                "`truncate` on `{}` failed: {}",
-                self.path,
-                out.stderr_text().trim()
-            )));
-        }
+        self.pending_len = Some(len);
         Ok(())
     }
 
