@@ -153,6 +153,12 @@ pub trait Host: Send + Sync {
     /// The home folder of the user the tool acts as on this host (where `~` is).
     fn home(&self) -> Result<PathBuf>;
 
+    /// How many `open_write` write runs (download segments) the host keeps open at once, over
+    /// all files; `None` when there is no such limit.
+    fn write_streams(&self) -> Option<usize> {
+        None
+    }
+
     fn read(&self, path: &Path) -> Result<Vec<u8>> {
         self.read_opt(path)?
             .with_context(|| format!("`{}` does not exist on {}", path.display(), self.name()))

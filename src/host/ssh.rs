@@ -62,6 +62,8 @@ struct Link {
     name: String,
     session: Session,
     gate: Gate,
+    /// `dd` channels open over this session (see `dd::SESSION_STREAMS`).
+    dd_streams: std::sync::atomic::AtomicUsize,
 }
 
 pub struct SshHost {
@@ -89,6 +91,7 @@ impl SshHost {
                 name: target.alias.clone(),
                 session,
                 gate: Gate::default(),
+                dd_streams: Default::default(),
             }),
             target,
             sftp: OnceLock::new(),
@@ -361,6 +364,10 @@ impl Host for SshHost {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn write_streams(&self) -> Option<usize> {
+        Some(dd::SESSION_STREAMS)
     }
 
     fn home(&self) -> Result<PathBuf> {

@@ -242,6 +242,16 @@ async fn execute(
     report: &mut PullReport,
 ) -> Result<()> {
     let transport = Transport::new(opts.hub.clone())?;
+    let jobs = opts.jobs.max(1);
+    // A host that keeps few write runs open at once (SSH: one channel each) gets fewer
+    // segments per file, rather than runs that push each other out.
+    let fetch_opts = FetchOptions {
+        connections: match target.host.write_streams() {
+            Some(streams) => opts.fetch.connections.min((streams / jobs).max(1)),
+            None => opts.fetch.connections,
+        },
+        ..opts.fetch
+    };
     let total = files
         .iter()
         .zip(plans)
@@ -265,9 +275,10 @@ async fn execute(
             dest: dests[i].clone(),
         };
         let (progress, cancel) = (&progress, cancel.clone());
-        async move { (i, pull_one(request, &opts.fetch, progress, cancel).await) }
+        let fetch_opts = &fetch_opts;
+        async move { (i, pull_one(request, fetch_opts, progress, cancel).await) }
     })
-    .buffer_unordered(opts.jobs.max(1))
+    .buffer_unordered(jobs)
     .collect::<Vec<_>>()
     .await;
     progress.finish();
