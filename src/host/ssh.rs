@@ -114,6 +114,22 @@ impl SshHost {
         Ok(self.sftp.get_or_init(|| sftp))
     }
 
+    /// `write_atomic` in one round trip, for a target known to have GNU `dd` (the SFTP way
+    /// takes six): a download's record is rewritten every second. The temp file is created
+    /// exclusively and private (umask 077), fsynced, given its mode, then renamed over `path`.
+    fn write_atomic_exec(&self, tmp: &Path, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        let script = r#"umask 077 && dd of="$1" conv=excl,fsync status=none && chmod "$3" "$1" && mv -f "$1" "$2" || { status=$?; rm -f "$1"; exit "$status"; }"#;
+        let cmd = Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(self.path_str(tmp)?)
+            .arg(self.path_str(path)?)
+            .arg(format!("{:o}", mode & 0o7777))
+            .stdin(data);
+        self.run_ok(&cmd)
+            .with_context(|| format!("cannot write `{}` on `{}`", path.display(), self.name()))?;
+        Ok(())
+    }
+
     fn path_str<'a>(&self, path: &'a Path) -> Result<&'a str> {
         path.to_str()
             .with_context(|| format!("`{}` is not valid UTF-8", path.display()))
@@ -283,6 +299,9 @@ impl Host for SshHost {
             None => self.stat(path)?.map_or(0o644, |s| s.mode),
         };
         let tmp = temp_sibling(path)?;
+        if self.dd_seeks.get() == Some(&true) {
+            return self.write_atomic_exec(&tmp, path, data, mode);
+        }
         let sftp = self.sftp()?;
         let written = (|| -> Result<()> {
             let _g = self.link.gate.hold();
@@ -366,8 +385,11 @@ impl Host for SshHost {
         }
     }
 
+    /// One write run per file. Measured with bench/ssh.sh's setup (1 GiB, loopback, loaded
+    /// 2-core box): 1 segment 18 s, 2 segments 35 s, 6 segments 46 s, `curl | ssh` 11 s; runs
+    /// sharing the one session's gate wait on each other's channel windows.
     fn write_streams(&self) -> Option<usize> {
-        Some(dd::SESSION_STREAMS)
+        Some(1)
     }
 
     fn home(&self) -> Result<PathBuf> {

@@ -242,7 +242,11 @@ async fn execute(
     report: &mut PullReport,
 ) -> Result<()> {
     let transport = Transport::new(opts.hub.clone())?;
-    let jobs = opts.jobs.max(1);
+    let fetching = plans
+        .iter()
+        .filter(|p| matches!(p, Plan::Fetch { .. }))
+        .count();
+    let jobs = opts.jobs.clamp(1, fetching.max(1));
     // A host that keeps few write runs open at once (SSH: one channel each) gets fewer
     // segments per file, rather than runs that push each other out.
     let fetch_opts = FetchOptions {

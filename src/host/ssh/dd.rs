@@ -17,7 +17,7 @@ use crate::host::{Command, RandomWrite};
 
 /// Open `dd` channels per session, over all files: sshd's `MaxSessions` (default 10) counts
 /// every channel, and SFTP, a command and a liveness probe may be open beside them.
-pub(in crate::host) const SESSION_STREAMS: usize = 6;
+const SESSION_STREAMS: usize = 6;
 
 pub(super) struct DdWriter {
     link: Arc<Link>,
