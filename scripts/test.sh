@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine with Rust, as root (or with sudo).
 # Installs what the tests need, starts private Docker daemons (own sockets and data roots),
-# then runs `cargo test`. A test whose real component (sshd, Docker, python3-venv, root...) is
-# missing FAILS: this script sets CI=true itself. LIFEOS_ALLOW_SKIP=1 lets such tests skip
-# (local runs); every skip is counted and listed after the run, "0 skipped" under CI.
+# then runs `cargo fmt --check`, `cargo clippy -D warnings` and `cargo test`. A test whose real
+# component (sshd, Docker, python3-venv, root...) is missing FAILS: this script sets CI=true itself.
+# LIFEOS_ALLOW_SKIP=1 lets such tests skip (local runs); every skip is counted and listed after
+# the run, "0 skipped" under CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,10 +38,22 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v ssh-agent >/dev/null || need+=(openssh-client)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+# The generated shell completions and man page are parsed by the real zsh, fish and groff.
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
+command -v groff >/dev/null || need+=(groff-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The gate before any test: formatting and clippy, warnings denied (the `[lints]` table in
+# Cargo.toml says which). LIFEOS_TEST_SKIP_LINT=1 skips it for a quick local rerun.
+if [ -z "${LIFEOS_TEST_SKIP_LINT:-}" ]; then
+  { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1 || rustup component add rustfmt clippy
+  cargo fmt --check
+  cargo clippy --all-targets --locked -- -D warnings
 fi
 
 # start_dockerd NAME DAEMON_JSON [NETNS]: a private daemon at $state/NAME/docker.sock (in network

@@ -113,6 +113,10 @@ pub enum CommandName {
     Inspect(InspectArgs),
     /// Write Life-OS's device pool (`comfyui_devices`) from the inventory and each ComfyUI
     Pool(PoolArgs),
+    /// Print a shell completion script on stdout (see the README for where it goes)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `lifeos-spark man > lifeos-spark.1`
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +139,13 @@ pub struct PoolArgs {
     /// Port ComfyUI is published on, for hosts without a `url`
     #[arg(long, default_value_t = crate::defaults::PORT)]
     pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

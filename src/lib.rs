@@ -1,5 +1,11 @@
 //! lifeos-spark: takes a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS.
 
+// The controller is a Unix program (Linux: the Spark and the RTX PC themselves; macOS: the
+// operator's Mac): it uses Unix file modes, process groups and SIGTERM. Say so up front rather
+// than fail somewhere in `std::os::unix`.
+#[cfg(not(unix))]
+compile_error!("lifeos-spark builds for Linux and macOS only (it relies on Unix file modes, process groups and signals)");
+
 pub mod cli;
 pub mod comfyui;
 pub mod commands;

@@ -1,6 +1,7 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
 mod connection_info;
+mod docs;
 mod doctor;
 mod env;
 mod fleet;
@@ -134,6 +135,8 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Migrate(args) => migrate::run(&ctx, *args),
         CommandName::Inspect(args) => inspect::run(&ctx, args),
         CommandName::Pool(args) => pool::run(&ctx, args),
+        CommandName::Completions(args) => docs::completions(&ctx, args),
+        CommandName::Man => docs::man(&ctx),
     };
     (ctx.printer, result)
 }

@@ -172,6 +172,15 @@ pub struct SshServerConfig<'a> {
 }
 
 impl SshServer {
+    /// A plain server (no fake GPU, no Docker) that lets `client` in.
+    pub fn for_client(client: &ClientHome) -> Option<SshServer> {
+        SshServer::start(SshServerConfig {
+            gpu_profile: None,
+            docker_host: None,
+            authorized_keys: vec![client.public_key()],
+        })
+    }
+
     pub fn start(cfg: SshServerConfig) -> Option<SshServer> {
         require(Path::new(SSHD).exists(), "OpenSSH server (/usr/sbin/sshd)")?;
         let dir = tempfile::tempdir().unwrap();
