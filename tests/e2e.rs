@@ -241,7 +241,16 @@ fn host_state(home: PathBuf, project: &str) -> HostState {
     let node = home.join("comfyui/custom_nodes/FaceNode");
     HostState {
         containers: containers_of(&docker_host(true).unwrap(), project),
-        files: file_states(&home),
+        // The check generation runs on every setup (it is a check): it saves its two images
+        // under `output/lifeos-verify/` and the mock records the graphs it got. Both are
+        // checked by `assert_generated`; everything else must stay as it was.
+        files: file_states(&home)
+            .into_iter()
+            .filter(|(p, _, _)| {
+                !p.to_string_lossy().contains("/output/lifeos-verify/")
+                    && !p.ends_with("output/mock_prompts.jsonl")
+            })
+            .collect(),
         node_head: stdout(&sh(&format!("git -C '{}' rev-parse HEAD", node.display()))),
     }
 }
@@ -258,7 +267,7 @@ fn assert_models_in_place(root: &Path, files: &[(String, Vec<u8>)]) {
 fn assert_generated(doc: &Value, root: &Path, graphs: usize) {
     let steps = phase(doc, "verify")["steps"].as_array().unwrap();
     assert_eq!(steps.last().unwrap()["name"], "generate faceid", "{doc}");
-    let record = std::fs::read_to_string(root.join("user/mock_prompts.jsonl")).unwrap();
+    let record = std::fs::read_to_string(root.join("output/mock_prompts.jsonl")).unwrap();
     let lines: Vec<&str> = record.lines().collect();
     assert_eq!(lines.len(), graphs, "{record}");
     assert!(lines[graphs - 1].contains("IPAdapterFaceID"));

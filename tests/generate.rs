@@ -109,7 +109,7 @@ impl T {
 
     /// Every graph the mock received, in order.
     fn graphs(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.root().join("user/mock_prompts.jsonl"))
+        let text = std::fs::read_to_string(self.root().join("output/mock_prompts.jsonl"))
             .unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap()["prompt"].clone())

@@ -87,7 +87,9 @@ fn tree(root: &Path) -> BTreeMap<String, (String, i64)> {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        if rel.split('/').any(|c| c == ".git") {
+        // Who holds the root's lock is rewritten by every run (pid, time): run metadata, not
+        // part of the deployment.
+        if rel.split('/').any(|c| c == ".git") || rel == ".lifeos/lock.holder" {
             continue;
         }
         let meta = std::fs::metadata(&entry).unwrap();

@@ -111,6 +111,9 @@ impl SshHost {
             return Ok(sftp);
         }
         let _g = self.link.gate.hold();
+        if let Some(sftp) = self.sftp.get() {
+            return Ok(sftp);
+        }
         let sftp = self
             .link
             .session
@@ -154,18 +157,17 @@ impl Link {
             channel.send_eof()?;
             channel
         };
-        let (stdout, stderr) = self.drain(&mut channel)?;
+        let drained = self.drain(&mut channel);
         let _g = self.gate.hold();
-        // The exit status is only valid after the remote side closed the channel.
-        channel.wait_close()?;
-        let signal = channel.exit_signal()?.exit_signal;
-        let status = if signal.is_some() {
-            None
-        } else {
-            Some(channel.exit_status()?)
+        let status = match drained {
+            Ok(_) => exit_status(&mut channel),
+            Err(_) => Ok(None),
         };
+        // Freed under the gate: see `SftpFile`'s drop.
+        drop(channel);
+        let (stdout, stderr) = drained?;
         Ok(Output {
-            status,
+            status: status?,
             stdout,
             stderr,
         })
@@ -412,7 +414,7 @@ impl Host for SshHost {
         }
         if first == b"locked" {
             return Ok(Some(Box::new(SshLock {
-                channel: std::sync::Mutex::new(channel),
+                channel: std::sync::Mutex::new(Some(channel)),
                 gate: self.link.gate.clone(),
             })));
         }
@@ -429,11 +431,13 @@ impl Host for SshHost {
         }
     }
 
-    /// One write run per file. Measured with bench/ssh.sh's setup (1 GiB, loopback, loaded
-    /// 2-core box): 1 segment 18 s, 2 segments 35 s, 6 segments 46 s, `curl | ssh` 11 s; runs
-    /// sharing the one session's gate wait on each other's channel windows.
+    /// As many write runs as the session keeps `dd` channels (`dd::SESSION_STREAMS`), shared
+    /// by the files in flight. bench/ssh.sh (1 GiB, loopback, loaded 2-core box) measured one
+    /// segment at 18 s, 2 at 35 s, 6 at 46 s: fewer is faster on loopback, but a download
+    /// still needs its segments to resume per piece and to fill a link a CDN caps per
+    /// connection, so the cap is the session's, not one.
     fn write_streams(&self) -> Option<usize> {
-        Some(1)
+        Some(dd::SESSION_STREAMS)
     }
 
     fn home(&self) -> Result<PathBuf> {
@@ -451,7 +455,7 @@ impl Host for SshHost {
 
 /// The exec channel running the remote `flock`; closing its stdin ends the holder.
 struct SshLock {
-    channel: std::sync::Mutex<ssh2::Channel>,
+    channel: std::sync::Mutex<Option<ssh2::Channel>>,
     gate: Gate,
 }
 
@@ -460,10 +464,13 @@ impl HostLock for SshLock {}
 impl Drop for SshLock {
     fn drop(&mut self) {
         let _g = self.gate.hold();
-        if let Ok(channel) = self.channel.get_mut() {
+        if let Ok(Some(channel)) = self.channel.get_mut() {
             let _ = channel.send_eof();
             let _ = channel.wait_close();
         }
+        // Freed here, under the gate (see `SftpFile`'s drop), not after this function returns.
+        let channel = std::mem::replace(&mut self.channel, std::sync::Mutex::new(None));
+        drop(channel);
     }
 }
 
@@ -478,10 +485,31 @@ fn perm_stat(mode: u32) -> ssh2::FileStat {
     }
 }
 
+/// The exit status (`None` when a signal ended the command), valid only once the remote side
+/// closed the channel.
+fn exit_status(channel: &mut Channel) -> Result<Option<i32>> {
+    channel.wait_close()?;
+    if channel.exit_signal()?.exit_signal.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(channel.exit_status()?))
+}
+
 /// An SFTP file whose every call holds the session's gate.
 struct SftpFile {
     file: ssh2::File,
     gate: Gate,
+}
+
+impl Drop for SftpFile {
+    fn drop(&mut self) {
+        // Dropping the handle sends FXP_CLOSE: under the gate like every other libssh2 call,
+        // or it may be sent while another thread's drain has the session non-blocking, and a
+        // packet cut short by EAGAIN corrupts the stream ("message authentication code
+        // incorrect" on the server).
+        let _g = self.gate.hold();
+        let _ = self.file.close();
+    }
 }
 
 impl Read for SftpFile {

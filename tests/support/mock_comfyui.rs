@@ -266,7 +266,8 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
 /// their files as the real nodes do, SaveImage writes a real PNG of the EmptyLatentImage's size
 /// to `output/`, and `/history/<id>` gets `outputs` and `status.messages`.
 ///
-/// Every graph received is appended to `<comfy>/user/mock_prompts.jsonl` (the request body).
+/// Every graph received is appended to `<comfy>/output/mock_prompts.jsonl` (the request body;
+/// under `output/`, which `migrate` does not carry, not `user/`, which it does).
 /// `<comfy>/user/mock_generate` picks a failure mode: `exec_error` (IPAdapterFaceID raises
 /// "InsightFace: No face detected."), `no_image` (success without images), `never` (the prompt
 /// never finishes).
@@ -530,7 +531,7 @@ mod generation {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(root.join("user/mock_prompts.jsonl"))
+            .open(root.join("output/mock_prompts.jsonl"))
         {
             let _ = f.write_all(body);
             let _ = f.write_all(b"\n");

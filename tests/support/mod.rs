@@ -711,6 +711,9 @@ pub fn file_states(dir: &Path) -> Vec<(PathBuf, u64, i128)> {
                 out.push((p.join(head.trim()), 0, 0));
             } else if m.is_dir() {
                 todo.push(p);
+            } else if p.ends_with(".lifeos/lock.holder") {
+                // Who holds the root's lock: rewritten by every run (pid, time), run metadata.
+                continue;
             } else {
                 let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
                 out.push((p, m.len(), mtime));

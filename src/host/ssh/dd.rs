@@ -17,7 +17,7 @@ use crate::host::{Command, RandomWrite};
 
 /// Open `dd` channels per session, over all files: sshd's `MaxSessions` (default 10) counts
 /// every channel, and SFTP, a command and a liveness probe may be open beside them.
-const SESSION_STREAMS: usize = 6;
+pub(super) const SESSION_STREAMS: usize = 6;
 
 pub(super) struct DdWriter {
     link: Arc<Link>,
@@ -95,7 +95,14 @@ impl DdWriter {
         // The channel is done with, whatever happens below.
         self.link.dd_streams.fetch_sub(1, Ordering::SeqCst);
         let _g = self.link.gate.hold();
-        let ch = &mut stream.channel;
+        let result = self.close(&mut stream.channel);
+        // Freed under the gate, like every libssh2 call (see `SftpFile`'s drop in ssh.rs).
+        drop(stream);
+        result
+    }
+
+    /// Close `dd`'s input and read how it ended; the caller holds the gate.
+    fn close(&self, ch: &mut Channel) -> Result<()> {
         ch.send_eof()?;
         let mut stderr = String::new();
         ch.stderr().read_to_string(&mut stderr)?;
