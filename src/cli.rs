@@ -24,7 +24,8 @@ pub struct GlobalArgs {
         long = "host",
         global = true,
         value_name = "TARGET",
-        default_value = "local"
+        default_value = "local",
+        value_parser = crate::arg_values::host_target
     )]
     pub hosts: Vec<String>,
 
@@ -122,8 +123,8 @@ pub struct EnvArgs {
 pub enum EnvAction {
     /// Set variables; only the named keys change, the rest of the file stays byte for byte
     Set {
-        #[arg(required = true, value_name = "KEY=VALUE")]
-        assignments: Vec<String>,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = crate::arg_values::assignment)]
+        assignments: Vec<(String, String)>,
         /// Create the file (mode 0600) when it does not exist
         #[arg(long)]
         create: bool,
@@ -180,10 +181,10 @@ pub enum WorkflowsAction {
     /// Stream the workflows of one host into another, then verify them there
     Transfer {
         /// Source: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
-        #[arg(long, value_name = "TARGET")]
+        #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
         from: String,
         /// Destination, same forms as `--from`
-        #[arg(long, value_name = "TARGET")]
+        #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
         to: String,
         /// Deployment root on the source
         #[arg(long, default_value = crate::defaults::ROOT)]
@@ -207,9 +208,9 @@ pub enum GpuChoice {
 
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
-    /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia) or a YAML file;
+    /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia; `dgx_spark` too) or a YAML file;
     /// default: the one for the GPU `doctor` finds
-    #[arg(long, value_name = "NAME|PATH")]
+    #[arg(long, value_name = "NAME|PATH", value_parser = crate::arg_values::playbook)]
     pub playbook: Option<String>,
 
     /// Deployment root on the host (default: the playbook's, `~/comfyui`)
@@ -235,14 +236,14 @@ pub struct UpArgs {
     pub rebuild: bool,
 
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// ComfyUI's URL; overrides the one derived from `--host` (one host only)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 
     /// Port ComfyUI is published on
@@ -275,7 +276,7 @@ pub struct NodesArgs {
     pub nodes: Option<String>,
 
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 }
 
@@ -326,7 +327,7 @@ pub struct SetupArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 
     /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
@@ -355,11 +356,11 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
-    #[arg(long, value_name = "TARGET")]
+    #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
     pub from: String,
 
     /// The destination (the Spark)
-    #[arg(long, value_name = "TARGET")]
+    #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
     pub to: String,
 
     /// Life-OS's .env on this machine: COMFYUI_URL and friends move to the destination last
@@ -387,7 +388,7 @@ pub struct MigrateArgs {
     pub backup_dir: String,
 
     /// The source's playbook (default: the one for its GPU)
-    #[arg(long, value_name = "NAME|PATH")]
+    #[arg(long, value_name = "NAME|PATH", value_parser = crate::arg_values::playbook)]
     pub from_playbook: Option<String>,
 
     /// The source's deployment root (default: its playbook's)
@@ -395,7 +396,7 @@ pub struct MigrateArgs {
     pub from_root: Option<String>,
 
     /// The source's ComfyUI URL, for the device pool
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub from_url: Option<String>,
 
     /// How the destination is set up

@@ -1,5 +1,6 @@
 //! lifeos-spark: takes a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS.
 
+pub mod arg_values;
 pub mod cli;
 pub mod comfyui;
 pub mod commands;

@@ -137,7 +137,11 @@ fn refuses_line_breaks_nul_and_bad_values_and_leaves_the_file() {
         "NOEQUALS",
     ] {
         let out = lifeos(dir.path(), &["env", "set", arg, "--file", ".env"]);
-        assert_eq!(out.status.code(), Some(1), "{arg}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{arg}: a bad KEY=VALUE is a usage error"
+        );
         assert!(
             text(&out.stderr).starts_with("error: "),
             "{}",
