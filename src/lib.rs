@@ -25,5 +25,6 @@ pub mod status;
 pub mod step;
 pub mod system;
 pub mod ui;
+pub mod units;
 pub mod workflows;
 pub mod yaml;

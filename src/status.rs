@@ -198,8 +198,18 @@ pub fn render(rows: &[HostStatus]) -> String {
         out += cells.join("  ").trim_end();
         out += "\n";
     }
-    for r in rows.iter().filter(|r| r.error.is_some()) {
-        out += &format!("{}: {}\n", r.host, r.error.as_deref().unwrap_or(""));
-    }
     out
+}
+
+/// Why each unreachable host did not answer, for stderr (the table is the data).
+pub fn errors(rows: &[HostStatus]) -> Vec<anyhow::Error> {
+    rows.iter()
+        .filter_map(|r| {
+            let cause = r.error.as_deref()?;
+            Some(
+                anyhow::anyhow!(cause.to_string())
+                    .context(format!("`{}` did not answer at {}", r.host, r.url)),
+            )
+        })
+        .collect()
 }

@@ -118,3 +118,107 @@ fn ctrl_c_on_status_ends_it_with_130() {
     let shell_code = out.status.code().or(out.status.signal().map(|s| 128 + s));
     assert_eq!(shell_code, Some(130), "{:?} {}", out.status, stderr(&out));
 }
+
+/// `status`: the table alone on stdout; why a host did not answer goes to stderr.
+#[test]
+fn status_prints_the_table_on_stdout_and_the_reason_on_stderr() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = run(&["status", "--url", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "header and one row only: {table}");
+    assert!(lines[0].starts_with("HOST") && lines[1].contains("unreachable"));
+    assert!(!table.contains("refused"), "{table}");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: `local` did not answer at {url}")),
+        "{err}"
+    );
+    assert!(err.contains("Connection refused"), "{err}");
+}
+
+fn workflows(args: &[&str]) -> Output {
+    run(&[&["workflows"], args].concat())
+}
+
+/// `backup` prints the archive's path on stdout (the data) and its summary on stderr;
+/// `restore` prints one line per file on stdout and its summary on stderr.
+#[test]
+fn workflows_backup_and_restore_keep_summaries_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("workflows")).unwrap();
+    std::fs::write(root.join("workflows/a.json"), b"{\"a\": 1}").unwrap();
+    let archive = dir.path().join("w.tar.gz");
+    let (root_s, archive_s) = (root.to_str().unwrap(), archive.to_str().unwrap());
+
+    let dry = run(&[
+        "--dry-run",
+        "workflows",
+        "backup",
+        "--root",
+        root_s,
+        "--out",
+        archive_s,
+    ]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(stdout(&dry), "", "a dry run has no archive to name");
+    assert!(
+        stderr(&dry).contains("would back up 1 file (8 B)"),
+        "{}",
+        stderr(&dry)
+    );
+    assert!(!archive.exists());
+
+    let out = workflows(&["backup", "--root", root_s, "--out", archive_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{archive_s}\n"));
+    assert!(
+        stderr(&out).contains("backed up 1 file (8 B)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::metadata(&archive).unwrap().len() > 0);
+
+    let dest = dir.path().join("dest");
+    let dest_s = dest.to_str().unwrap();
+    let dry = run(&[
+        "--dry-run",
+        "workflows",
+        "restore",
+        archive_s,
+        "--root",
+        dest_s,
+    ]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert_eq!(stdout(&dry), "would restore: workflows/a.json\n");
+    let err = stderr(&dry);
+    assert!(
+        err.contains("1 would be restored, 0 unchanged") && !err.contains("written"),
+        "{err}"
+    );
+    assert!(!dest.exists(), "a dry run writes nothing");
+
+    let out = workflows(&["restore", archive_s, "--root", dest_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "restored: workflows/a.json\n");
+    assert!(stderr(&out).contains("1 restored, 0 unchanged, 0 conflicting (8 B written"));
+    assert_eq!(
+        std::fs::read(dest.join("workflows/a.json")).unwrap(),
+        b"{\"a\": 1}"
+    );
+
+    std::fs::write(dest.join("workflows/a.json"), b"changed").unwrap();
+    let out = workflows(&["restore", archive_s, "--root", dest_s]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error: 1 file differs on local and was left alone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(dest.join("workflows/a.json")).unwrap(),
+        b"changed"
+    );
+}

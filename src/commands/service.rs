@@ -105,6 +105,9 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let rows = crate::status::query_all(targets);
     ctx.printer
         .emit(&rows, |rows| crate::status::render(rows))?;
+    for err in crate::status::errors(&rows) {
+        ctx.printer.print_error(&err);
+    }
     Ok(if rows.iter().all(|r| r.reachable) {
         ExitCode::SUCCESS
     } else {
