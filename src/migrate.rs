@@ -268,13 +268,19 @@ impl<'a> Migration<'a> {
         let (outcome, detail) = match &r.archive {
             Some(a) => (
                 Outcome::Changed,
-                format!("{} files ({} bytes) in `{}`", r.files, r.bytes, a.display()),
+                format!(
+                    "{} ({}) in `{}`",
+                    crate::units::count(r.files, "file"),
+                    crate::units::size(r.bytes),
+                    a.display()
+                ),
             ),
             None => (
                 Outcome::WouldChange,
                 format!(
-                    "would archive {} files ({} bytes) on this machine",
-                    r.files, r.bytes
+                    "would archive {} ({}) on this machine",
+                    crate::units::count(r.files, "file"),
+                    crate::units::size(r.bytes)
                 ),
             ),
         };
@@ -301,8 +307,9 @@ impl<'a> Migration<'a> {
         };
         let detail = match choice {
             ModelsFrom::Source => format!(
-                "copy from {} (no second 13.8 GB download)",
-                self.from.name()
+                "copy from {} (no second {} download)",
+                self.from.name(),
+                crate::units::size(manifest.total_bytes())
             ),
             ModelsFrom::Internet => "download from the manifest's URLs".to_string(),
         };

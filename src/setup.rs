@@ -443,7 +443,7 @@ impl<'a> Run<'a> {
                 self.printer,
             )?;
             self.downloaded += copied;
-            let detail = format!("copied {} from {}", bytesize::ByteSize(copied), from.name());
+            let detail = format!("copied {} from {}", crate::units::size(copied), from.name());
             return Ok(PhaseOutput { steps, detail });
         }
         let root = d
@@ -693,7 +693,7 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
                 format!(
                     "{status} {} ({})",
                     f.dest.display(),
-                    bytesize::ByteSize(f.size)
+                    crate::units::size(f.size)
                 ),
             )
         })
@@ -701,10 +701,10 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
     let detail = match report.dry_run {
         true => format!(
             "{} to download, {} free",
-            bytesize::ByteSize(report.needed_bytes),
-            bytesize::ByteSize(report.free_bytes)
+            crate::units::size(report.needed_bytes),
+            crate::units::size(report.free_bytes)
         ),
-        false => format!("{} downloaded", bytesize::ByteSize(report.fetched_bytes)),
+        false => format!("{} downloaded", crate::units::size(report.fetched_bytes)),
     };
     Ok(PhaseOutput { steps, detail })
 }
@@ -735,15 +735,15 @@ pub fn render(report: &SetupReport) -> String {
     }
     let count = |o: Outcome| report.phases.iter().filter(|p| p.outcome == o).count();
     out += &format!(
-        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {:.1?}\n",
+        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {}\n",
         report.host,
         count(Outcome::Ok),
         count(Outcome::Changed),
         count(Outcome::WouldChange),
         count(Outcome::Skipped),
         count(Outcome::Failed),
-        bytesize::ByteSize(report.downloaded_bytes),
-        Duration::from_millis(report.elapsed_ms as u64)
+        crate::units::size(report.downloaded_bytes),
+        crate::units::duration(Duration::from_millis(report.elapsed_ms as u64))
     );
     out
 }

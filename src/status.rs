@@ -138,7 +138,7 @@ pub fn query_all(targets: Vec<(String, String)>) -> Vec<HostStatus> {
 }
 
 pub fn render(rows: &[HostStatus]) -> String {
-    let gb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} GB", b as f64 / 1e9));
+    let gb = |b: Option<u64>| b.map_or("-".to_string(), crate::units::size);
     let mut table = vec![[
         "HOST",
         "URL",

@@ -212,7 +212,7 @@ fn list_dry_run_pull_and_verify_report_in_json() {
     // Off a terminal: a line per file started and finished, on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("fetching `m` (5.2 MB)") && stderr.contains("fetched `m`: 5.2 MB in"),
+        stderr.contains("fetching `m` (5.24 MB)") && stderr.contains("fetched `m`: 5.24 MB in"),
         "{stderr}"
     );
     let (doc, _) = env.json(&manifest, &["list"]);

@@ -94,7 +94,7 @@ pub fn copy_all(
                 format!(
                     "would copy from {} ({})",
                     source.host.name(),
-                    bytesize::ByteSize(file.size)
+                    crate::units::size(file.size)
                 ),
             ));
             continue;

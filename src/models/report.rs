@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use bytesize::ByteSize;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -220,12 +219,12 @@ pub fn render_pull(r: &PullReport) -> String {
             let note = match (&f.same_as, f.reused_bytes) {
                 (Some(other), _) => format!("same bytes as `{other}`"),
                 (None, 0) => String::new(),
-                (None, n) => format!("resumed at {}", ByteSize(n)),
+                (None, n) => format!("resumed at {}", crate::units::size(n)),
             };
             vec![
                 f.status.label().to_string(),
                 f.id.clone(),
-                ByteSize(f.size).to_string(),
+                crate::units::size(f.size).to_string(),
                 note,
             ]
         })
@@ -239,10 +238,10 @@ pub fn render_pull(r: &PullReport) -> String {
     };
     out += &format!(
         "{} {verb} into `{}` on {} ({} free)\n",
-        ByteSize(bytes),
+        crate::units::size(bytes),
         r.root.display(),
         r.host,
-        ByteSize(r.free_bytes)
+        crate::units::size(r.free_bytes)
     );
     out
 }
@@ -275,12 +274,12 @@ pub fn render_list(r: &ListReport) -> String {
         .iter()
         .map(|f| {
             let state = match f.state {
-                ListState::Partial => format!("partial ({})", ByteSize(f.partial_bytes)),
+                ListState::Partial => format!("partial ({})", crate::units::size(f.partial_bytes)),
                 s => s.label().to_string(),
             };
             vec![
                 f.id.clone(),
-                ByteSize(f.size).to_string(),
+                crate::units::size(f.size).to_string(),
                 state,
                 f.dest.display().to_string(),
             ]
@@ -290,11 +289,11 @@ pub fn render_list(r: &ListReport) -> String {
     out += &format!(
         "{}: {} of {} present under `{}` on {} ({} on disk when complete)\n",
         r.manifest,
-        ByteSize(r.present_bytes),
-        ByteSize(r.total_bytes),
+        crate::units::size(r.present_bytes),
+        crate::units::size(r.total_bytes),
         r.root.display(),
         r.host,
-        ByteSize(r.disk_bytes)
+        crate::units::size(r.disk_bytes)
     );
     out
 }
