@@ -655,10 +655,15 @@ fn check_probe(probe: &Probe, file: &ModelFile) -> Result<()> {
 /// A fetch error as the operator should read it: what, for which file, and what to do.
 fn explain(e: FetchError, req: &Request<'_>) -> anyhow::Error {
     let id = &req.file.id;
-    let has_token = req.transport.hub().has_token();
     match &e {
-        FetchError::Status { status, gated, .. } if !e.is_transient() => {
-            let hint = hub::refusal_hint(*status, *gated, has_token, id);
+        FetchError::Status {
+            status,
+            gated,
+            host,
+            ..
+        } if !e.is_transient() => {
+            let token = req.transport.hub().token_use(host);
+            let hint = hub::refusal_hint(*status, *gated, token, id);
             anyhow!(e)
                 .context(format!(
                     "cannot fetch `{id}` from `{}`",

@@ -252,6 +252,15 @@ fn network(e: reqwest::Error) -> FetchError {
     FetchError::Network(super::redact::text(&text))
 }
 
+/// `host[:port]` (the port only when the URL names one): what a status came from.
+pub fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
 fn check_status(response: &reqwest::Response) -> Result<(), FetchError> {
     let status = response.status();
     if status.is_success() {
@@ -260,7 +269,7 @@ fn check_status(response: &reqwest::Response) -> Result<(), FetchError> {
     let headers = response.headers();
     Err(FetchError::Status {
         status: status.as_u16(),
-        host: response.url().host_str().unwrap_or("?").to_string(),
+        host: authority(response.url()),
         gated: header(headers, "x-error-code".parse().expect("header name")) == Some("GatedRepo"),
         retry_after: header(headers, RETRY_AFTER)
             .and_then(|s| s.trim().parse().ok())
