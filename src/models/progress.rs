@@ -77,6 +77,8 @@ impl Progress {
         FileProgress {
             bar,
             total: self.bars.as_ref().map(|(_, t)| t.clone()),
+            owner: self.clone(),
+            id: id.to_string(),
         }
     }
 
@@ -106,9 +108,20 @@ impl Progress {
 pub struct FileProgress {
     bar: Option<ProgressBar>,
     total: Option<ProgressBar>,
+    owner: Progress,
+    id: String,
 }
 
 impl FileProgress {
+    /// A line about this file, above the bars or in the log.
+    pub fn note(&self, msg: &str) {
+        let id = match self.bar {
+            Some(_) => super::report::truncate_cell(&self.id, 24),
+            None => self.id.clone(),
+        };
+        self.owner.line(&format!("`{id}`: {msg}"));
+    }
+
     pub fn inc(&self, bytes: u64) {
         if let (Some(bar), Some(total)) = (&self.bar, &self.total) {
             bar.inc(bytes);
