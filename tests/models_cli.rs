@@ -368,3 +368,43 @@ fn connection_refused_fails_fast_with_a_hint() {
     assert_eq!(stderr.matches("failed: ").count(), 2, "{stderr}");
     assert!(!part_of(&env.dest()).exists());
 }
+
+/// Ctrl-C before a byte arrived (the server accepted and never answered): exit 130, and the
+/// message does not promise kept parts; no `.part` is left.
+#[test]
+fn ctrl_c_before_any_byte_says_nothing_is_kept() {
+    let env = Env::new();
+    let data = bytes_of(1000, 34);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = env.dir.path().join("silent.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: test\nmodels:\n  - id: m\n    url: http://{}/m\n    dest: models/checkpoints/m.safetensors\n    size: {}\n    sha256: {}\n",
+            listener.local_addr().unwrap(),
+            data.len(),
+            sha256_hex(&data)
+        ),
+    )
+    .unwrap();
+    let child = env
+        .cmd(&path, &["pull"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_conn, _) = listener.accept().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing is kept, the next run starts from zero"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("resume"), "{stderr}");
+    assert!(!part_of(&env.dest()).exists());
+}

@@ -37,7 +37,10 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 ctx.printer.print_error(failure);
             }
             if report.interrupted {
-                ctx.printer.warn("interrupted: finished parts are kept beside each file (`.part`); run the same command again to resume");
+                ctx.printer.warn(match report.kept_bytes() {
+                    0 => "interrupted before any byte arrived: nothing is kept, the next run starts from zero".to_string(),
+                    n => format!("interrupted: {} kept beside the files (`.part`); run the same command again to resume", crate::units::size(n)),
+                });
                 return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             Ok(exit(!report.failed()))

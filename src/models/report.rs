@@ -57,6 +57,17 @@ pub struct PullReport {
     pub files: Vec<PullEntry>,
 }
 
+impl PullReport {
+    /// Bytes of interrupted files that are on disk for the next run (kept or just received).
+    pub fn kept_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.status == PullStatus::Interrupted)
+            .map(|f| f.reused_bytes + f.fetched_bytes)
+            .sum()
+    }
+}
+
 impl PullStatus {
     /// The kebab-case name, as in `--json` and the tables.
     pub fn label(self) -> &'static str {
