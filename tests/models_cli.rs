@@ -43,6 +43,18 @@ impl Env {
         (doc, out)
     }
 
+    /// A manifest naming `data` at `url` (a server other than the hub).
+    fn manifest_at(&self, url: &str, data: &[u8]) -> PathBuf {
+        let path = self.dir.path().join("other.yaml");
+        let text = format!(
+            "name: test\nmodels:\n  - id: m\n    url: {url}\n    dest: models/checkpoints/m.safetensors\n    size: {}\n    sha256: {}\n",
+            data.len(),
+            sha256_hex(data)
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// Bytes the `.part.json` record names as finished.
     fn recorded(&self) -> u64 {
         let path = PathBuf::from(format!("{}.part.json", self.dest().display()));
@@ -74,6 +86,17 @@ impl Env {
         }
         child
     }
+}
+
+/// Send `signal` (`-INT`, `-TERM`) to a running pull; it must exit 130. Its output.
+fn stop_with(child: Child, signal: &str) -> Output {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    out
 }
 
 fn text(out: &Output) -> String {
@@ -157,12 +180,7 @@ fn sigterm_stops_cleanly_keeps_the_partial_and_says_how_to_resume() {
     let manifest = env.manifest(&data);
     env.hub.rate_limit(Some(4 * MIB as u64));
     let child = env.start_slow_pull(&manifest, 4 * MIB as u64);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let out = stop_with(child, "-TERM");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("run the same command again to resume"),
@@ -343,16 +361,7 @@ fn connection_refused_fails_fast_with_a_hint() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let path = env.dir.path().join("closed.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: test\nmodels:\n  - id: m\n    url: http://127.0.0.1:{port}/m\n    dest: models/checkpoints/m.safetensors\n    size: {}\n    sha256: {}\n",
-            data.len(),
-            sha256_hex(&data)
-        ),
-    )
-    .unwrap();
+    let path = env.manifest_at(&format!("http://127.0.0.1:{port}/m"), &data);
     let start = Instant::now();
     let out = env.run(&path, &["pull"]);
     let took = start.elapsed();
@@ -376,17 +385,8 @@ fn ctrl_c_before_any_byte_says_nothing_is_kept() {
     let env = Env::new();
     let data = bytes_of(1000, 34);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let path = env.dir.path().join("silent.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "name: test\nmodels:\n  - id: m\n    url: http://{}/m\n    dest: models/checkpoints/m.safetensors\n    size: {}\n    sha256: {}\n",
-            listener.local_addr().unwrap(),
-            data.len(),
-            sha256_hex(&data)
-        ),
-    )
-    .unwrap();
+    let url = format!("http://{}/m", listener.local_addr().unwrap());
+    let path = env.manifest_at(&url, &data);
     let child = env
         .cmd(&path, &["pull"])
         .stdout(std::process::Stdio::piped())
@@ -394,12 +394,7 @@ fn ctrl_c_before_any_byte_says_nothing_is_kept() {
         .spawn()
         .unwrap();
     let (_conn, _) = listener.accept().unwrap();
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let out = stop_with(child, "-INT");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("nothing is kept, the next run starts from zero"),
