@@ -60,6 +60,24 @@ pub struct GlobalArgs {
     /// Fail at once when another run holds the deployment root's lock, instead of waiting
     #[arg(long, global = true)]
     pub no_wait: bool,
+
+    /// Inventory of hosts (`doctor`, `setup`, `status`, `pool`) [default with `--limit` or
+    /// `pool`: ~/.config/lifeos-spark/inventory.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub inventory: Option<std::path::PathBuf>,
+
+    /// Only these hosts or groups of the inventory (comma-separated; `all`: every host)
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME|GROUP,...",
+        value_delimiter = ','
+    )]
+    pub limit: Vec<String>,
+
+    /// Inventory hosts run at once
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub forks: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +109,44 @@ pub enum CommandName {
     /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
     Setup(SetupArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
+    /// Find the host's ComfyUI (container, checkout or this tool's root) and its folders; read-only
+    Inspect(InspectArgs),
+    /// Write Life-OS's device pool (`comfyui_devices`) from the inventory and each ComfyUI
+    Pool(PoolArgs),
+    /// Print a shell completion script on stdout (see the README for where it goes)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `lifeos-spark man > lifeos-spark.1`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A ComfyUI checkout (`main.py`, `models/`) or a root `setup` made, instead of searching
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<String>,
+
+    /// The ComfyUI container, when the host runs several
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// The pool file, on this machine
+    #[arg(long, value_name = "PATH", default_value = "comfyui_devices.yaml")]
+    pub out: std::path::PathBuf,
+
+    /// Port ComfyUI is published on, for hosts without a `url`
+    #[arg(long, default_value_t = crate::defaults::PORT)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -206,7 +261,7 @@ pub enum GpuChoice {
     None,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia; `dgx_spark` too) or a YAML file;
     /// default: the one for the GPU `doctor` finds
@@ -249,10 +304,6 @@ pub struct StatusArgs {
     /// Port ComfyUI is published on
     #[arg(long, default_value_t = crate::defaults::PORT)]
     pub port: u16,
-
-    /// A YAML list of `{name, url}` to query as well
-    #[arg(long, value_name = "FILE")]
-    pub inventory: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,7 +345,7 @@ pub struct NodesInstallArgs {
     pub no_deps: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SetupArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -324,7 +375,7 @@ pub struct SetupArgs {
 }
 
 /// Which ComfyUI, model manifest and node list `setup` and `verify` work with.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
     #[arg(long, value_parser = crate::arg_values::http_url)]
@@ -356,12 +407,17 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
-    #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
-    pub from: String,
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback", value_parser = crate::arg_values::host_target)]
+    pub from: Option<String>,
 
     /// The destination (the Spark)
-    #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
-    pub to: String,
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback", value_parser = crate::arg_values::host_target)]
+    pub to: Option<String>,
+
+    /// Undo the newest migration of `--env-file`: its .env from the backup, the source's
+    /// container started again if `--stop-source` stopped it
+    #[arg(long, requires = "env_file")]
+    pub rollback: bool,
 
     /// Life-OS's .env on this machine: COMFYUI_URL and friends move to the destination last
     #[arg(long, value_name = "PATH")]
@@ -398,6 +454,14 @@ pub struct MigrateArgs {
     /// The source's ComfyUI URL, for the device pool
     #[arg(long, value_parser = crate::arg_values::http_url)]
     pub from_url: Option<String>,
+
+    /// The source's ComfyUI container, when it runs several
+    #[arg(long, value_name = "NAME")]
+    pub from_container: Option<String>,
+
+    /// Replace the destination's files that differ from the source's (each kept as `.before-migrate`)
+    #[arg(long)]
+    pub overwrite: bool,
 
     /// How the destination is set up
     #[command(flatten)]

@@ -303,16 +303,51 @@ mod tests {
             df.contains("onnxruntime-gpu") && df.contains("/onnxruntime\\1/I"),
             "{df}"
         );
-        assert!(df.contains("xformers"));
         assert!(df.ends_with(
             "CMD [\"python\", \"main.py\", \"--listen\", \"0.0.0.0\", \"--port\", \"8188\"]\n"
         ));
         assert!(df.contains("ENV PATH=/opt/venv/bin:$PATH\n"), "{df}");
-        let x86 = render_dockerfile(&Playbook::load("rtx-4090").unwrap(), &opts("x86_64", true));
-        assert!(
-            !x86.contains("xformers") && !x86.contains("sed -i"),
-            "{x86}"
+        // What the image's RUN line does to a requirements file, run in a real shell.
+        let reqs = "torch\nxformers\nspandrel\nonnxruntime-gpu==1.19\n";
+        assert_eq!(
+            run_requirements_line(&df, reqs),
+            "spandrel\nonnxruntime==1.19\n"
         );
+        let x86 = render_dockerfile(&Playbook::load("rtx-4090").unwrap(), &opts("x86_64", true));
+        assert!(!x86.contains("sed -i"), "{x86}");
+        assert_eq!(
+            run_requirements_line(&x86, reqs),
+            "xformers\nspandrel\nonnxruntime-gpu==1.19\n",
+            "x86_64 keeps xformers (it has wheels there)"
+        );
+    }
+
+    /// The Dockerfile's `RUN` line that writes requirements.lifeos.txt, without its `pip
+    /// install`, run by `sh` over `requirements`; returns what it kept.
+    fn run_requirements_line(dockerfile: &str, requirements: &str) -> String {
+        let joined = dockerfile.replace(" \\\n", " ");
+        let line = joined
+            .lines()
+            .find(|l| l.starts_with("RUN ") && l.contains("requirements.lifeos.txt"))
+            .unwrap_or_else(|| panic!("no requirements RUN line in {dockerfile}"));
+        let script: Vec<&str> = line["RUN ".len()..]
+            .split(" && ")
+            .filter(|step| !step.trim_start().starts_with("pip "))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("requirements.txt"), requirements).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script.join(" && "))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(dir.path().join("requirements.lifeos.txt")).unwrap()
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
@@ -22,6 +22,7 @@ use crate::models::manifest::Manifest;
 use crate::models::ops::{self as models, PullOptions, Target};
 use crate::models::report::{PullReport, PullStatus};
 use crate::nodes::{self, manifest::NodeList, InstallOptions};
+use crate::phase::{PhaseId, PhaseOutput};
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::step::{Mode, Outcome, StepReport};
@@ -49,8 +50,10 @@ pub const PHASES: [Phase; 7] = [
     Phase::ConnectionInfo,
 ];
 
-impl Phase {
-    pub fn name(self) -> &'static str {
+pub type PhaseReport = crate::phase::PhaseReport<Phase>;
+
+impl PhaseId for Phase {
+    fn name(self) -> &'static str {
         match self {
             Phase::Doctor => "doctor",
             Phase::Compose => "compose",
@@ -79,18 +82,9 @@ pub struct SetupOptions {
     /// End the verify phase with the check generation (`--no-generate` turns it off).
     pub generate: bool,
     pub mode: Mode,
-    /// Copy the models from this host and root (`migrate --models-from source`) instead of
-    /// downloading them.
-    pub models_from: Option<(Arc<dyn Host>, PathBuf)>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseReport {
-    pub phase: Phase,
-    pub outcome: Outcome,
-    pub detail: String,
-    pub steps: Vec<StepReport>,
-    pub elapsed_ms: u128,
+    /// Copy these manifest files from the source host (`migrate`) instead of downloading them;
+    /// the rest is downloaded.
+    pub models_from: Option<crate::models::copy::ModelSource>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +99,8 @@ pub struct SetupReport {
     pub phases: Vec<PhaseReport>,
     pub downloaded_bytes: u64,
     pub elapsed_ms: u128,
+    /// Ctrl-C / SIGTERM stopped the model downloads (finished parts kept).
+    pub interrupted: bool,
 }
 
 impl SetupReport {
@@ -120,50 +116,6 @@ impl SetupReport {
     }
 }
 
-/// The outcome of a phase from its steps: failed > would change / changed > ok.
-fn summarize(steps: &[StepReport]) -> Outcome {
-    let has = |o: Outcome| steps.iter().any(|s| s.outcome == o);
-    if !steps.is_empty() && steps.iter().all(|s| s.outcome == Outcome::Skipped) {
-        Outcome::Skipped
-    } else if has(Outcome::Failed) {
-        Outcome::Failed
-    } else if has(Outcome::Changed) {
-        Outcome::Changed
-    } else if has(Outcome::WouldChange) {
-        Outcome::WouldChange
-    } else {
-        Outcome::Ok
-    }
-}
-
-/// What a phase produced: its steps and a one-line summary.
-struct PhaseOutput {
-    steps: Vec<StepReport>,
-    detail: String,
-}
-
-impl From<Vec<StepReport>> for PhaseOutput {
-    fn from(steps: Vec<StepReport>) -> Self {
-        let changed = steps
-            .iter()
-            .filter(|s| matches!(s.outcome, Outcome::Changed | Outcome::WouldChange))
-            .count();
-        let detail = match changed {
-            0 => format!("{} steps ok", steps.len()),
-            n => format!(
-                "{n} of {} steps {}",
-                steps.len(),
-                if steps.iter().any(|s| s.outcome == Outcome::WouldChange) {
-                    "would change"
-                } else {
-                    "changed"
-                }
-            ),
-        };
-        PhaseOutput { steps, detail }
-    }
-}
-
 struct Run<'a> {
     host: &'a Arc<dyn Host>,
     opts: &'a SetupOptions,
@@ -175,6 +127,7 @@ struct Run<'a> {
     lock: Option<crate::lock::RootLock>,
     /// The check generation's seconds per image, for CONNECTION_INFO.
     seconds_per_image: Option<f64>,
+    interrupted: bool,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -189,55 +142,16 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         downloaded: 0,
         lock: None,
         seconds_per_image: None,
+        interrupted: false,
     };
-    let mut phases = Vec::new();
-    let mut blocked: Option<String> = None;
-    for phase in PHASES {
-        let t = Instant::now();
-        let report = if !opts.phases.contains(&phase) {
-            PhaseReport {
-                phase,
-                outcome: Outcome::Skipped,
-                detail: "not selected".into(),
-                steps: Vec::new(),
-                elapsed_ms: 0,
-            }
-        } else if let Some(why) = &blocked {
-            PhaseReport {
-                phase,
-                outcome: Outcome::Skipped,
-                detail: why.clone(),
-                steps: Vec::new(),
-                elapsed_ms: 0,
-            }
-        } else {
-            printer.status(format!("== {} on {}", phase.name(), host_ref.name()));
-            match run.phase(phase, host_ref) {
-                Ok(out) => PhaseReport {
-                    phase,
-                    outcome: summarize(&out.steps),
-                    detail: out.detail,
-                    steps: out.steps,
-                    elapsed_ms: t.elapsed().as_millis(),
-                },
-                Err(e) => {
-                    blocked = Some(format!("`{}` failed", phase.name()));
-                    printer.print_error(&e);
-                    PhaseReport {
-                        phase,
-                        outcome: Outcome::Failed,
-                        detail: crate::ui::one_line(&e),
-                        steps: Vec::new(),
-                        elapsed_ms: t.elapsed().as_millis(),
-                    }
-                }
-            }
-        };
-        if report.outcome == Outcome::Failed && blocked.is_none() {
-            blocked = Some(format!("`{}` failed", phase.name()));
-        }
-        phases.push(report);
-    }
+    let phases = crate::phase::run(
+        &PHASES,
+        &opts.phases,
+        host_ref.name(),
+        printer,
+        &mut run,
+        |r, phase| r.phase(phase, host_ref),
+    );
     Ok(SetupReport {
         host: host_ref.name().to_string(),
         playbook: run.deployment.as_ref().map(|d| d.playbook.name.clone()),
@@ -247,6 +161,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         phases,
         downloaded_bytes: run.downloaded,
         elapsed_ms: started.elapsed().as_millis(),
+        interrupted: run.interrupted,
     })
 }
 
@@ -315,22 +230,8 @@ impl<'a> Run<'a> {
         if self.deployment.is_some() {
             return Ok(());
         }
-        let profile = match profile {
-            Some(p) => p,
-            None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
-        };
-        let playbook = Playbook::choose(self.opts.playbook.as_deref(), profile, self.opts.gpu)?;
-        let d = Deployment::new(
-            host,
-            playbook,
-            self.opts.root.as_deref(),
-            self.opts.gpu,
-            self.opts.bind,
-        )?;
-        self.url = match &self.opts.url {
-            Some(u) => u.clone(),
-            None => service::default_url(host.name(), d.playbook.port, None)?,
-        };
+        let (d, url) = deployment(host, self.opts, profile)?;
+        self.url = url;
         if !self.opts.mode.dry_run {
             self.lock = Some(crate::lock::RootLock::acquire(host, &d.root, self.printer)?);
         }
@@ -356,7 +257,7 @@ impl<'a> Run<'a> {
             .or(playbook.as_ref().map(|p| p.root.clone()))
             .unwrap_or_else(|| crate::defaults::ROOT.to_string());
         let needed_bytes = match &playbook {
-            Some(p) => Some(self.manifest_for(p)?.disk_bytes()),
+            Some(p) => Some(manifest_for(self.opts, p)?.disk_bytes()),
             None => None,
         };
         let gpu_smoke = match (&playbook, self.opts.gpu) {
@@ -422,29 +323,41 @@ impl<'a> Run<'a> {
                 " (GPU checks do not block `--gpu none`)"
             }
         );
-        Ok(PhaseOutput { steps, detail })
+        Ok(PhaseOutput::new(steps, detail))
     }
 
     fn models(&mut self) -> Result<PhaseOutput> {
         let d = self.d();
         let manifest = self.manifest()?;
-        if let Some((from, from_root)) = &self.opts.models_from {
-            let source = crate::models::copy::Source {
-                host: from.as_ref(),
-                root: from_root,
-            };
+        let mut copied_steps = Vec::new();
+        let mut copied_bytes = 0;
+        let mut only = Vec::new();
+        if let Some(src) = &self.opts.models_from {
             let dry_run = self.opts.mode.dry_run;
-            let (steps, copied) = crate::models::copy::copy_all(
-                &source,
+            let (steps, copied) = crate::models::copy::copy_files(
+                src.host.as_ref(),
+                &src.files,
                 d.host,
                 &d.root,
                 &manifest,
                 dry_run,
                 self.printer,
             )?;
-            self.downloaded += copied;
-            let detail = format!("copied {} from {}", crate::units::size(copied), from.name());
-            return Ok(PhaseOutput { steps, detail });
+            copied_bytes = copied;
+            copied_steps = steps;
+            only = (manifest.models.iter())
+                .filter(|m| !src.files.contains_key(&m.id))
+                .map(|m| m.id.clone())
+                .collect();
+            if only.is_empty() {
+                self.downloaded += copied;
+                let detail = format!(
+                    "copied {} from {}",
+                    crate::units::size(copied),
+                    src.host.name()
+                );
+                return Ok(PhaseOutput::new(copied_steps, detail));
+            }
         }
         let root = d
             .root
@@ -456,15 +369,21 @@ impl<'a> Run<'a> {
             root,
         };
         let opts = PullOptions {
-            only: Vec::new(),
+            only,
             jobs: self.opts.jobs,
             fetch: self.opts.fetch,
             dry_run: self.opts.mode.dry_run,
             hub: Hub::from_env()?,
         };
         let report = models::pull(&target, &manifest, &opts, self.printer)?;
-        self.downloaded += report.fetched_bytes;
-        pull_output(report)
+        self.downloaded += report.fetched_bytes + copied_bytes;
+        self.interrupted |= report.interrupted;
+        let mut out = pull_output(report)?;
+        if !copied_steps.is_empty() {
+            copied_steps.append(&mut out.steps);
+            out.steps = copied_steps;
+        }
+        Ok(out)
     }
 
     fn verify(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
@@ -477,10 +396,8 @@ impl<'a> Run<'a> {
                     "ComfyUI does not answer at {} yet: verified after a real run",
                     self.url
                 );
-                return Ok(PhaseOutput {
-                    steps: vec![StepReport::new("verify", Outcome::Skipped, why.clone())],
-                    detail: why,
-                });
+                let steps = vec![StepReport::new("verify", Outcome::Skipped, why.clone())];
+                return Ok(PhaseOutput::new(steps, why));
             }
             return Err(anyhow!("ComfyUI does not answer at {}", self.url));
         }
@@ -532,7 +449,7 @@ impl<'a> Run<'a> {
             }
             self.seconds_per_image = per_image;
         }
-        Ok(PhaseOutput { detail, steps })
+        Ok(PhaseOutput::new(steps, detail))
     }
 
     /// The check generation: a check, so it runs on every run (never in a dry run: it would
@@ -588,29 +505,53 @@ impl<'a> Run<'a> {
         Ok((steps, Some(report.seconds_per_image)))
     }
 
-    /// `--manifest`, or the playbook's: the embedded default's name, or a path.
     fn manifest(&self) -> Result<Manifest> {
-        self.manifest_for(&self.d().playbook)
+        manifest_for(self.opts, &self.d().playbook)
     }
 
-    fn manifest_for(&self, playbook: &Playbook) -> Result<Manifest> {
-        let named = &playbook.models;
-        let path = match &self.opts.manifest {
-            Some(p) => Some(p.clone()),
-            None if named == crate::playbook::EMBEDDED_MODELS => None,
-            None => Some(PathBuf::from(named)),
-        };
-        Manifest::load(path.as_deref(), false)
-    }
-
-    /// `--nodes`, or the playbook's: the embedded default's name, or a path.
     fn node_list(&self) -> Result<NodeList> {
-        let named = &self.d().playbook.nodes;
-        match &self.opts.nodes {
-            Some(p) => NodeList::load(Some(p)),
-            None if named == crate::playbook::EMBEDDED_NODES => NodeList::load(None),
-            None => NodeList::load(Some(named)),
-        }
+        node_list_for(self.opts, &self.d().playbook)
+    }
+}
+
+/// The deployment `setup` makes on `host` and the URL its ComfyUI answers at: the named
+/// playbook, or the one for `profile` (probed when `None`). `migrate` plans against the same.
+pub fn deployment<'a>(
+    host: &'a dyn Host,
+    opts: &SetupOptions,
+    profile: Option<Profile>,
+) -> Result<(Deployment<'a>, String)> {
+    let profile = match profile {
+        Some(p) => p,
+        None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
+    };
+    let playbook = Playbook::choose(opts.playbook.as_deref(), profile, opts.gpu)?;
+    let d = Deployment::new(host, playbook, opts.root.as_deref(), opts.gpu, opts.bind)?;
+    let url = match &opts.url {
+        Some(u) => u.clone(),
+        None => service::default_url(host.name(), d.playbook.port, None)?,
+    };
+    Ok((d, url))
+}
+
+/// `--manifest`, or the playbook's: the embedded default's name, or a path.
+pub fn manifest_for(opts: &SetupOptions, playbook: &Playbook) -> Result<Manifest> {
+    let named = &playbook.models;
+    let path = match &opts.manifest {
+        Some(p) => Some(p.clone()),
+        None if named == crate::playbook::EMBEDDED_MODELS => None,
+        None => Some(PathBuf::from(named)),
+    };
+    Manifest::load(path.as_deref(), false)
+}
+
+/// `--nodes`, or the playbook's: the embedded default's name, or a path.
+pub fn node_list_for(opts: &SetupOptions, playbook: &Playbook) -> Result<NodeList> {
+    let named = &playbook.nodes;
+    match &opts.nodes {
+        Some(p) => NodeList::load(Some(p)),
+        None if named == crate::playbook::EMBEDDED_NODES => NodeList::load(None),
+        None => NodeList::load(Some(named)),
     }
 }
 
@@ -706,44 +647,16 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
         ),
         false => format!("{} downloaded", crate::units::size(report.fetched_bytes)),
     };
-    Ok(PhaseOutput { steps, detail })
+    Ok(PhaseOutput::new(steps, detail))
 }
 
 /// Per phase a line, then Ansible's recap line.
 pub fn render(report: &SetupReport) -> String {
-    let mut out = String::new();
-    for p in &report.phases {
-        out += &format!(
-            "{:16} {:13} {}\n",
-            p.phase.name(),
-            p.outcome.label(),
-            p.detail
-        );
-        for s in p.steps.iter().filter(|s| s.outcome != Outcome::Ok) {
-            out += &format!(
-                "  {:14} {:13} {}: {}
-",
-                "",
-                s.outcome.label(),
-                s.name,
-                s.detail
-            );
-            if let (Some(diff), true) = (&s.diff, report.dry_run) {
-                out += diff;
-            }
-        }
-    }
-    let count = |o: Outcome| report.phases.iter().filter(|p| p.outcome == o).count();
-    out += &format!(
-        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {}\n",
-        report.host,
-        count(Outcome::Ok),
-        count(Outcome::Changed),
-        count(Outcome::WouldChange),
-        count(Outcome::Skipped),
-        count(Outcome::Failed),
-        crate::units::size(report.downloaded_bytes),
-        crate::units::duration(Duration::from_millis(report.elapsed_ms as u64))
-    );
-    out
+    crate::phase::render(&report.phases, report.dry_run)
+        + &crate::phase::recap(
+            &report.host,
+            &report.phases,
+            report.downloaded_bytes,
+            report.elapsed_ms,
+        )
 }

@@ -1,10 +1,7 @@
 //! `status`: what each ComfyUI answers — version, device, memory, queue — queried in parallel,
 //! for an operator running an RTX PC and a Spark side by side.
 
-use std::path::Path;
-
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::comfyui::Client;
 
@@ -24,26 +21,11 @@ pub struct HostStatus {
     /// The last check generation's FaceID image (`verify --generate`), by ComfyUI's clock:
     /// from its history, so only since ComfyUI last started.
     pub seconds_per_image: Option<f64>,
+    /// The inventory's priority (lower is preferred), for the router's tie-break.
+    pub priority: Option<u32>,
+    /// The host a queue-aware router would send the next job to.
+    pub next: bool,
     pub error: Option<String>,
-}
-
-/// One entry of an inventory file: `- name: spark\n  url: http://192.168.1.101:8188`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InventoryEntry {
-    pub name: String,
-    pub url: String,
-}
-
-pub fn read_inventory(path: &Path) -> Result<Vec<InventoryEntry>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read inventory `{}`", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| {
-        format!(
-            "invalid inventory `{}` (a YAML list of `name:` and `url:`)",
-            path.display()
-        )
-    })
 }
 
 fn query(name: String, url: String) -> HostStatus {
@@ -59,6 +41,8 @@ fn query(name: String, url: String) -> HostStatus {
         queue_running: None,
         queue_pending: None,
         seconds_per_image: None,
+        priority: None,
+        next: false,
         error: None,
     };
     let client = match Client::new(&url) {
@@ -137,6 +121,25 @@ pub fn query_all(targets: Vec<(String, String)>) -> Vec<HostStatus> {
     })
 }
 
+/// Mark the host a queue-aware router picks next: among those that answered both
+/// `/system_stats` and `/queue`, the least running + pending, then the lowest priority, then
+/// the name.
+pub fn mark_next(rows: &mut [HostStatus]) {
+    let best = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.reachable)
+        .filter_map(|(i, r)| {
+            let load = r.queue_running? + r.queue_pending?;
+            Some((load, r.priority.unwrap_or(u32::MAX), r.host.clone(), i))
+        })
+        .min()
+        .map(|(.., i)| i);
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.next = Some(i) == best;
+    }
+}
+
 pub fn render(rows: &[HostStatus]) -> String {
     let gb = |b: Option<u64>| b.map_or("-".to_string(), crate::units::size);
     let mut table = vec![[
@@ -145,9 +148,10 @@ pub fn render(rows: &[HostStatus]) -> String {
         "STATE",
         "VERSION",
         "DEVICE",
-        "MEMORY (free/total)",
+        "MEMORY (used/free)",
         "QUEUE (run/pend)",
         "S/IMAGE",
+        "NEXT",
     ]
     .map(String::from)
     .to_vec()];
@@ -163,10 +167,10 @@ pub fn render(rows: &[HostStatus]) -> String {
             r.comfyui_version.clone().unwrap_or_else(|| "-".into()),
             r.device.clone().unwrap_or_else(|| "-".into()),
             match r.memory_total_bytes {
-                Some(_) => format!(
+                Some(total) => format!(
                     "{}/{}{}",
+                    gb(r.memory_free_bytes.map(|f| total.saturating_sub(f))),
                     gb(r.memory_free_bytes),
-                    gb(r.memory_total_bytes),
                     if r.memory_unified { " unified" } else { "" }
                 ),
                 None => "-".into(),
@@ -177,6 +181,7 @@ pub fn render(rows: &[HostStatus]) -> String {
             },
             r.seconds_per_image
                 .map_or("-".into(), |s| format!("{s:.1}")),
+            if r.next { "*".into() } else { String::new() },
         ]);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -212,4 +217,43 @@ pub fn errors(rows: &[HostStatus]) -> Vec<anyhow::Error> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(host: &str, load: Option<(usize, usize)>, priority: Option<u32>) -> HostStatus {
+        let mut r = query_unreachable(host);
+        r.reachable = load.is_some();
+        r.queue_running = load.map(|l| l.0);
+        r.queue_pending = load.map(|l| l.1);
+        r.priority = priority;
+        r
+    }
+
+    fn query_unreachable(host: &str) -> HostStatus {
+        // An unparsable URL fails before any network.
+        query(host.into(), "not a url".into())
+    }
+
+    #[test]
+    fn next_is_least_loaded_then_by_priority() {
+        let mut rows = vec![
+            row("a", Some((1, 2)), Some(1)),
+            row("b", Some((0, 1)), Some(3)),
+            row("c", Some((1, 0)), Some(2)),
+            row("d", None, Some(0)),
+        ];
+        mark_next(&mut rows);
+        let next: Vec<_> = rows
+            .iter()
+            .filter(|r| r.next)
+            .map(|r| r.host.as_str())
+            .collect();
+        assert_eq!(next, ["c"]);
+        assert!(render(&rows)
+            .lines()
+            .any(|l| l.starts_with('c') && l.ends_with('*')));
+    }
 }

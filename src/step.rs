@@ -65,6 +65,8 @@ pub enum Replace {
     Yes,
     /// Ask on a terminal; refuse otherwise.
     Ask,
+    /// Refuse without asking: hosts run at once cannot share one terminal.
+    Refuse,
 }
 
 /// A file that must hold exactly `content`.
@@ -146,7 +148,7 @@ impl FileStep<'_> {
         }
         printer.status(diff);
         let question = format!("replace `{}` on {}?", self.path.display(), host.name());
-        if printer.confirm(&question)? {
+        if mode.replace == Replace::Ask && printer.confirm(&question)? {
             return Ok(());
         }
         Err(anyhow!("`{}` on {} differs from what lifeos-spark would write", self.path.display(), host.name()))

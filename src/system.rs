@@ -45,9 +45,17 @@ pub fn probe_platform(host: &dyn Host) -> Result<Platform> {
     })
 }
 
-/// Available bytes from `df -P -B1 PATH` (POSIX format, one filesystem line after the header).
+/// Available bytes from `df -P -k PATH` (POSIX format and 1024-byte blocks, which GNU and
+/// macOS `df` both print; `-B1` is GNU only), one filesystem line after the header.
 pub fn parse_df_available(text: &str) -> Option<u64> {
-    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
 }
 
 /// The deepest existing folder of `path`: where a not-yet-created root will live.
@@ -68,7 +76,7 @@ pub fn existing_ancestor(host: &dyn Host, path: &Path) -> Result<PathBuf> {
 pub fn free_bytes(host: &dyn Host, path: &Path) -> Result<u64> {
     let existing = existing_ancestor(host, path)?;
     let dir = existing.to_str().context("path is not UTF-8")?;
-    let out = host.run_ok(&Command::new("df").args(["-P", "-B1", dir]))?;
+    let out = host.run_ok(&Command::new("df").args(["-P", "-k", dir]))?;
     parse_df_available(&out.stdout_text())
         .with_context(|| format!("cannot read free space from `df` for `{dir}`"))
 }
@@ -102,8 +110,11 @@ mod tests {
 
     #[test]
     fn df_available_bytes() {
-        let t = "Filesystem        1-blocks         Used    Available Capacity Mounted on\n/dev/vda     270465425408  11811160064  85899345920      13% /\n";
+        // GNU coreutils, then macOS.
+        let t = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n/dev/vda         264126392 11534336  83886080      13% /\n";
         assert_eq!(parse_df_available(t), Some(85_899_345_920));
+        let t = "Filesystem     1024-blocks      Used Available Capacity  Mounted on\n/dev/disk3s1s1   971350180  10485760 488636240     3%    /\n";
+        assert_eq!(parse_df_available(t), Some(500_363_509_760));
         assert_eq!(
             parse_df_available("df: /nope: No such file or directory\n"),
             None

@@ -22,20 +22,6 @@ fn run_local(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn system_gib() -> u64 {
-    let m = fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = m
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    (kib / 1024 + 512) / 1024
-}
-
 fn setup_date(text: &str) -> &str {
     text.lines()
         .find_map(|l| l.strip_prefix("Setup Date: "))
@@ -45,16 +31,23 @@ fn setup_date(text: &str) -> &str {
 #[test]
 fn spark_file_like_the_seed_then_ok_on_rerun() {
     let home = tempfile::tempdir().unwrap();
+    let started = chrono::Local::now().timestamp();
     let out = run_local(
         home.path(),
         &["connection-info", "--address", "192.168.1.101"],
     );
+    let ended = chrono::Local::now().timestamp();
     assert!(out.status.success(), "{}", stderr(&out));
     let written = fs::read_to_string(home.path().join("CONNECTION_INFO.txt")).unwrap();
+    // The date is the time of this run (read by the clock here, not taken from the output).
+    let date = chrono::DateTime::parse_from_str(setup_date(&written), "%Y-%m-%d %H:%M:%S %z")
+        .unwrap_or_else(|e| panic!("setup date is not `%Y-%m-%d %H:%M:%S %z` ({e}): {written}"))
+        .timestamp();
+    assert!((started..=ended).contains(&date), "{written}");
     assert_eq!(stdout(&out), written, "prints what it wrote");
     let expected = format!(
         "# DGX Spark Connection Information\n\nIP Address: 192.168.1.101\nPort: 8188\nBase URL: http://192.168.1.101:8188\n\nCOMFYUI_URL=http://192.168.1.101:8188\nCOMFYUI_DEVICE_TYPE=dgx_spark\n\nModel: NVIDIA GB10\nMemory: {} GiB unified\nBatch size: 8\nSetup Date: {}\n",
-        system_gib(),
+        (meminfo_total_mib() + 512) / 1024,
         setup_date(&written)
     );
     assert_eq!(written, expected);
@@ -95,30 +88,48 @@ fn spark_file_like_the_seed_then_ok_on_rerun() {
     assert_eq!(doc["info"]["setup_date"], setup_date(&written));
 }
 
+/// The address is the source of the default route. The test makes that route itself, in a
+/// network namespace of its own (a veth pair, 10.77.0.2 -> gateway 10.77.0.1), so it needs no
+/// network from the machine and its expected address is known before the tool runs.
 #[test]
 fn address_is_the_source_of_the_default_route() {
-    let route = Command::new("ip")
-        .args(["-4", "route", "get", "1.1.1.1"])
-        .output();
-    let Some(route) = route.ok().filter(|o| o.status.success()) else {
-        eprintln!("SKIPPED: no `ip` or no IPv4 route here");
+    let root = text_of(Command::new("id").arg("-u").output().unwrap().stdout) == "0";
+    let unshare = Command::new("unshare").arg("--help").output().is_ok();
+    let Some(()) = require(
+        root && unshare,
+        "root and `unshare` (util-linux) to make a network namespace",
+    ) else {
         return;
     };
-    let text = stdout(&route);
-    let src = text
-        .split_whitespace()
-        .skip_while(|w| *w != "src")
-        .nth(1)
-        .unwrap();
     let home = tempfile::tempdir().unwrap();
-    let out = run_local(home.path(), &["connection-info"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains(&format!("\nIP Address: {src}\n")),
-        "{}",
-        stdout(&out)
+    let fakebin = fake_gpu_bin(home.path(), "gb10");
+    let script = format!(
+        "set -e; ip link add v0 type veth peer name v1; ip addr add 10.77.0.2/24 dev v0; \
+         ip link set v0 up; ip link set v1 up; ip route add default via 10.77.0.1; \
+         exec '{}' connection-info",
+        bin()
     );
-    assert!(stdout(&out).contains(&format!("\nCOMFYUI_URL=http://{src}:8188\n")));
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .env("HOME", home.path())
+        .env(
+            "PATH",
+            format!("{}:{}", fakebin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\nIP Address: 10.77.0.2\n"), "{text}");
+    assert!(
+        text.contains("\nCOMFYUI_URL=http://10.77.0.2:8188\n"),
+        "{text}"
+    );
+}
+
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
 #[test]

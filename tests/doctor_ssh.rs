@@ -28,20 +28,6 @@ fn server_for(client: &ClientHome, profile: &str, docker: Option<String>) -> Opt
     })
 }
 
-fn meminfo_total_mib() -> u64 {
-    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: u64 = m
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib / 1024
-}
-
 fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     doc["checks"]
         .as_array()
@@ -121,12 +107,14 @@ fn rtx_4090_h100_and_no_driver_profiles_over_ssh() {
             );
         }
         if profile == "h100" {
-            // The fake prints the real capture, so the GPU must read as it did on the real H100.
-            let real: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(fixtures().join("doctor/h100-real.json")).unwrap(),
+            // The fake prints the real capture; the expected reading was written by hand from
+            // that capture (tests/fixtures/nvidia-smi/README.md says which column is which).
+            let expected: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(fixtures().join("nvidia-smi/h100/expected-gpus.json"))
+                    .unwrap(),
             )
             .unwrap();
-            assert_eq!(doc["gpus"], real["gpus"]);
+            assert_eq!(doc["gpus"], expected);
         }
         if profile == "driver610" {
             assert_eq!(doc["gpus"][0]["cuda_version"], "13.2");
@@ -191,6 +179,59 @@ fn accept_new_host_key_records_it_then_plain_runs_work() {
     assert_eq!(doc["profile"], "generic_nvidia");
 }
 
+/// README: host keys follow OpenSSH's policy against `~/.ssh/known_hosts`, which OpenSSH may
+/// store hashed (`HashKnownHosts yes`, `ssh-keygen -H`). A hashed entry for the server's key is
+/// accepted; the same file with another key under that hashed name is refused as changed.
+#[test]
+fn a_hashed_known_hosts_entry_is_honoured() {
+    let client = ClientHome::new();
+    let Some(server) = server_for(&client, "h100", None) else {
+        return;
+    };
+    client.add_alias("box", &server);
+    client.trust(&server);
+    sh(&format!(
+        "ssh-keygen -q -H -f '{}'",
+        client.known_hosts().display()
+    ));
+    let hashed = std::fs::read_to_string(client.known_hosts()).unwrap();
+    assert!(hashed.starts_with("|1|"), "{hashed}");
+    let (doc, out) = doctor_json(&client, "box");
+    assert_eq!(doc["profile"], "generic_nvidia", "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(client.known_hosts()).unwrap(),
+        hashed
+    );
+
+    // The hashed name now with a stranger's key: a changed key, refused.
+    let stranger = tempfile::tempdir().unwrap();
+    let key = stranger.path().join("k");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f '{}'",
+        key.display()
+    ));
+    let other = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut fields = other.split_whitespace();
+    let name = hashed.split_whitespace().next().unwrap();
+    let forged = format!(
+        "{name} {} {}\n",
+        fields.next().unwrap(),
+        fields.next().unwrap()
+    );
+    std::fs::write(client.known_hosts(), &forged).unwrap();
+    let out = client
+        .lifeos()
+        .args(["--host", "box", "doctor"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HAS CHANGED"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(client.known_hosts()).unwrap(),
+        forged
+    );
+}
+
 #[test]
 fn changed_host_key_is_always_refused() {
     let client = ClientHome::new();
@@ -199,6 +240,7 @@ fn changed_host_key_is_always_refused() {
     };
     client.add_alias("box", &server);
     client.trust(&server);
+    let trusted = std::fs::read_to_string(client.known_hosts()).unwrap();
     server.change_host_key();
     let out = client
         .lifeos()
@@ -209,13 +251,11 @@ fn changed_host_key_is_always_refused() {
     let err = stderr(&out);
     assert!(err.contains("HAS CHANGED"), "{err}");
     assert!(err.contains("ssh-keygen -R"), "{err}");
-    // The recorded key was not replaced.
+    // The recorded key was not replaced, nor the new one added: the file is byte for byte
+    // what the operator trusted.
     assert_eq!(
-        std::fs::read_to_string(client.known_hosts())
-            .unwrap()
-            .lines()
-            .count(),
-        1
+        std::fs::read_to_string(client.known_hosts()).unwrap(),
+        trusted
     );
 }
 

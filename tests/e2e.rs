@@ -133,19 +133,7 @@ fn world(checkpoint_bytes: usize) -> Option<World> {
     let image = test_image(&docker);
     let dir = tempfile::tempdir().unwrap();
     let client = ClientHome::new();
-    let host = |profile| {
-        SshServer::start(SshServerConfig {
-            gpu_profile: Some(profile),
-            docker_host: Some(docker.clone()),
-            authorized_keys: vec![client.public_key()],
-        })
-    };
-    let rtx = host("rtx4090")?;
-    let spark = host("gb10")?;
-    for (alias, server) in [("rtx", &rtx), ("spark", &spark)] {
-        client.add_alias(alias, server);
-        client.trust(server);
-    }
+    let (rtx, spark) = rtx_and_spark(&client, &docker)?;
     let (rtx_pb, rtx_port, rtx_project) = test_playbook_named(dir.path(), &image, "rtx.yaml");
     let (spark_pb, spark_port, spark_project) =
         test_playbook_named(dir.path(), &image, "spark.yaml");
@@ -222,18 +210,40 @@ impl World {
     }
 }
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+/// A GB10's usable memory is the system's (unified): `MemTotal` in MiB, in GiB rounded.
+fn unified_memory_gb() -> u64 {
+    (meminfo_total_mib() as f64 / 1024.0).round() as u64
 }
 
-fn phase<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["phase"] == name)
-        .unwrap_or_else(|| panic!("no phase {name}: {doc}"))
+/// The one `COMFYUI_URL=http://<IPv4>:<port>` line of CONNECTION_INFO.txt.
+fn assert_url_line(info: &str, port: u16) {
+    let urls: Vec<&str> = info
+        .lines()
+        .filter(|l| l.starts_with("COMFYUI_URL="))
+        .collect();
+    assert_eq!(urls.len(), 1, "{info}");
+    let addr = urls[0].strip_prefix("COMFYUI_URL=http://").expect(info);
+    let (ip, p) = addr.rsplit_once(':').expect(info);
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{info}");
+    assert_eq!(p, port.to_string(), "{info}");
+}
+
+/// What a re-run must leave alone: the project's containers with their IDs and start times,
+/// every file under the host's home with its size and mtime, the node's git HEAD.
+#[derive(Debug, PartialEq)]
+struct HostState {
+    containers: Vec<String>,
+    files: Vec<(PathBuf, u64, i128)>,
+    node_head: String,
+}
+
+fn host_state(home: PathBuf, project: &str) -> HostState {
+    let node = home.join("comfyui/custom_nodes/FaceNode");
+    HostState {
+        containers: containers_of(&docker_host(true).unwrap(), project),
+        files: file_states(&home),
+        node_head: stdout(&sh(&format!("git -C '{}' rev-parse HEAD", node.display()))),
+    }
 }
 
 fn assert_models_in_place(root: &Path, files: &[(String, Vec<u8>)]) {
@@ -303,12 +313,43 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     assert_eq!(phase(&doc, "verify")["outcome"], "ok", "{doc}");
     assert_generated(&doc, &rtx_root, 2);
     assert_models_in_place(&rtx_root, &w.models.files);
+    for (dest, data) in &w.models.files {
+        assert!(
+            formats::stamp_is_current(&rtx_root.join(dest), &sha256_hex(data)),
+            "{dest}: no current stamp"
+        );
+    }
+    // ComfyUI lists the checkpoint, answers 404 for `insightface` (a folder it does not
+    // register), so verify found the InsightFace files on disk instead.
+    let url = format!("http://127.0.0.1:{}", w.rtx_playbook.1);
+    let listed = http_get(&format!("{url}/models/checkpoints")).unwrap();
+    assert_eq!(listed, "[\"tiny.safetensors\"]");
+    assert!(http_get(&format!("{url}/models/insightface")).is_none());
+    let verify = &phase(&doc, "verify")["steps"];
+    let step = verify
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "model antelopev2-scrfd")
+        .unwrap_or_else(|| panic!("{verify}"));
+    assert_eq!(step["outcome"], "ok", "{step}");
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(no /models/insightface in ComfyUI)"),
+        "{step}"
+    );
     let info = std::fs::read_to_string(w.rtx.home().join("CONNECTION_INFO.txt")).unwrap();
-    assert!(info.contains(&format!(":{}", w.rtx_playbook.1)));
+    assert_url_line(&info, w.rtx_playbook.1);
     assert!(info.contains("Seconds per image: "), "{info}");
     let fetched = w.models.hub.body_bytes();
+    let rtx_project = format!("lifeos-test-{}", w.rtx_playbook.1);
+    let state = host_state(w.rtx.home(), &rtx_project);
+    assert_eq!(state.containers.len(), 1, "{:?}", state.containers);
 
-    // 3. Again: nothing changes, nothing is downloaded or re-hashed.
+    // 3. Again: nothing changes on the host (same container and start, same files and mtimes,
+    // same node commit), nothing is downloaded.
     let again = w.setup("rtx", &["--json"]).output().unwrap();
     let doc = json(&again);
     assert!(again.status.success(), "{doc}");
@@ -319,6 +360,13 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     assert_generated(&doc, &rtx_root, 4);
     assert_eq!(doc["downloaded_bytes"], 0);
     assert_eq!(w.models.hub.body_bytes(), fetched);
+    let after = host_state(w.rtx.home(), &rtx_project);
+    assert_eq!(
+        after.containers, state.containers,
+        "the container was recreated or restarted"
+    );
+    assert_eq!(after.node_head, state.node_head, "the node moved");
+    assert_eq!(after.files, state.files, "files on the host changed");
 
     // A plan against a host that is set up and running: every phase ok, exit 0.
     let plan = w.setup("rtx", &["--dry-run", "--json"]).output().unwrap();
@@ -398,7 +446,7 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     );
     assert!(
         env_after.contains("COMFYUI_DEVICE_TYPE=dgx_spark\n")
-            && env_after.contains("COMFYUI_MEMORY_GB="),
+            && env_after.contains(&format!("\nCOMFYUI_MEMORY_GB={}\n", unified_memory_gb())),
         "{env_after}"
     );
     let devices: Value = serde_yaml::from_str(&std::fs::read_to_string(&pool).unwrap()).unwrap();
@@ -446,39 +494,182 @@ fn dry_run_setup_rerun_and_migrate_rtx_to_spark() {
     assert_eq!(std::fs::read_to_string(&env).unwrap(), env_after);
 }
 
+/// Setup is SIGKILLed after the first half of the checkpoint's pieces are finished and
+/// recorded (read from `.part.json` per docs/formats.md), while the rest are in flight. The
+/// re-run fetches none of the recorded bytes again: what it re-sends is at most the pieces that
+/// were in flight, one per connection, as the fake hub's log of served bytes shows.
 #[test]
 fn setup_killed_during_the_model_phase_completes_on_the_next_run() {
-    let Some(w) = world(24 * MIB) else { return };
-    // 4 MiB/s: the 24 MiB checkpoint takes seconds, time enough to kill the run mid-file.
-    w.models.hub.rate_limit(Some(4 << 20));
+    const PIECE: u64 = 4 << 20; // the tool's piece size (docs/models.md)
+    const CONNECTIONS: u64 = 2;
+    let Some(w) = world(6 * PIECE as usize) else {
+        return;
+    };
+    let ckpt = "/sd/resolve/main/tiny.safetensors";
+    // Pieces from 16 MiB on crawl: pieces 0-3 finish, 4-5 stay in flight until the kill.
+    let recorded_end = 4 * PIECE;
+    w.models.hub.throttle_from(Some((recorded_end, 64 << 10)));
     let root = w.rtx.home().join("comfyui");
-    let mut child = w.setup("rtx", &[]).spawn().unwrap();
-    let part = root.join("models/checkpoints/tiny.safetensors.part");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while w.models.hub.body_bytes() < 4 << 20 {
-        assert!(Instant::now() < deadline, "the model phase never started");
+    let dest = root.join("models/checkpoints/tiny.safetensors");
+    let connections = ["--connections".to_string(), CONNECTIONS.to_string()];
+    let log = w.dir.path().join("killed-setup.log");
+    let mut child = w
+        .setup("rtx", &[])
+        .args(&connections)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("setup ended before the kill ({status}):\n{text}");
+        }
+        let finished = w
+            .models
+            .hub
+            .served()
+            .iter()
+            .filter(|s| s.path == ckpt && s.complete)
+            .count();
+        let recorded = formats::read_part_record(&dest).is_some_and(|r| {
+            r.done
+                .first()
+                .is_some_and(|&(a, b)| a == 0 && b >= recorded_end)
+        });
+        if finished >= 4 && recorded {
+            break;
+        }
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "setup ended before the kill"
+            Instant::now() < deadline,
+            "pieces 0-3 never finished and recorded"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
-    assert!(part.exists(), "no partial file left to resume");
-    assert!(!root.join("models/checkpoints/tiny.safetensors").exists());
+    assert!(
+        !dest.exists(),
+        "the checkpoint has its name before it was verified"
+    );
+    let record = formats::read_part_record(&dest).expect("the record survives the kill");
+    let recorded = record.done;
+    // The hub ends the bodies in flight once it sees the connections close.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.models.hub.in_flight() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "bodies still in flight after the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first_run = w.models.hub.served().len();
 
-    w.models.hub.rate_limit(None);
-    let before = w.models.hub.body_bytes();
-    let out = w.setup("rtx", &["--json"]).output().unwrap();
+    w.models.hub.throttle_from(None);
+    let out = w
+        .setup("rtx", &["--json"])
+        .args(&connections)
+        .output()
+        .unwrap();
     let doc = json(&out);
     assert!(out.status.success(), "{doc}\n{}", stderr(&out));
     assert_eq!(phase(&doc, "verify")["outcome"], "ok");
     assert_models_in_place(&root, &w.models.files);
-    // The re-run fetched less than the whole set: what was there was kept.
-    let total: usize = w.models.files.iter().take(2).map(|(_, d)| d.len()).sum();
+    assert!(formats::stamp_is_current(
+        &dest,
+        &sha256_hex(&w.models.files[0].1)
+    ));
+
+    let served = w.models.hub.served();
+    let before = sent_ranges(&served[..first_run], ckpt);
+    let rerun = sent_ranges(&served[first_run..], ckpt);
+    for (a, b) in &rerun {
+        assert!(
+            recorded.iter().all(|(ra, rb)| b <= ra || a >= rb),
+            "re-fetched recorded bytes {a}..{b} (recorded {recorded:?})"
+        );
+    }
+    let resent: u64 = rerun.iter().map(|r| overlap(*r, &before)).sum();
     assert!(
-        ((w.models.hub.body_bytes() - before) as usize) < total,
-        "the partial was not reused"
+        resent <= CONNECTIONS * PIECE,
+        "{resent} bytes sent twice, more than one piece per connection"
     );
+}
+
+/// README: Ctrl-C stops `setup` with exit code 130, keeping what finished. SIGINT lands in the
+/// model phase after the first pieces are recorded; the `.part` and its record stay, the
+/// checkpoint has no final name, and the record still names the finished bytes.
+#[test]
+fn setup_interrupted_by_ctrl_c_exits_130_and_keeps_the_partial() {
+    const PIECE: u64 = 4 << 20;
+    let Some(w) = world(6 * PIECE as usize) else {
+        return;
+    };
+    w.models.hub.throttle_from(Some((2 * PIECE, 64 << 10)));
+    let dest = w
+        .rtx
+        .home()
+        .join("comfyui/models/checkpoints/tiny.safetensors");
+    let mut child = w
+        .setup("rtx", &[])
+        .args(["--connections", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !formats::read_part_record(&dest).is_some_and(|r| {
+        r.done
+            .first()
+            .is_some_and(|&(a, b)| a == 0 && b >= 2 * PIECE)
+    }) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "setup ended before Ctrl-C"
+        );
+        assert!(Instant::now() < deadline, "nothing recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sh(&format!("kill -INT {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        !dest.exists(),
+        "the checkpoint has its name before it was verified"
+    );
+    let record = formats::read_part_record(&dest).expect("the record is kept");
+    assert!(record.done[0].1 >= 2 * PIECE, "{record:?}");
+    let part = std::fs::read(format!("{}.part", dest.display())).unwrap();
+    let want = &w.models.files[0].1;
+    assert_eq!(
+        sha256_hex(&part[..2 * PIECE as usize]),
+        sha256_hex(&want[..2 * PIECE as usize]),
+        "the recorded bytes are not on disk"
+    );
+}
+
+/// `[start, end)` of every body of `path` in `log`, by the bytes actually sent.
+fn sent_ranges(log: &[fake_hub::Served], path: &str) -> Vec<(u64, u64)> {
+    log.iter()
+        .filter(|s| s.path == path && s.sent > 0)
+        .map(|s| (s.start, s.start + s.sent))
+        .collect()
+}
+
+/// Bytes of `r` that also lie in some range of `others` (which may overlap each other).
+fn overlap(r: (u64, u64), others: &[(u64, u64)]) -> u64 {
+    let mut cut: Vec<(u64, u64)> = others
+        .iter()
+        .map(|&(a, b)| (a.max(r.0), b.min(r.1)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    cut.sort();
+    let (mut total, mut reached) = (0, r.0);
+    for (a, b) in cut {
+        let a = a.max(reached);
+        if b > a {
+            total += b - a;
+            reached = b;
+        }
+    }
+    total
 }

@@ -130,11 +130,18 @@ fn dry_run_prints_only_the_diff() {
 #[test]
 fn refuses_line_breaks_nul_and_bad_values_and_leaves_the_file() {
     let (dir, env) = fixture_dir(0o600);
-    for arg in [
-        "NOTE=two\nlines",
-        "COMFYUI_ENABLED=yes",
-        "9LIVES=x",
-        "NOEQUALS",
+    let before = fs::read(&env).unwrap();
+    for (arg, why) in [
+        (
+            "NOTE=two\nlines",
+            "error: the value of `NOTE` contains a line break\n",
+        ),
+        (
+            "COMFYUI_ENABLED=yes",
+            "error: `COMFYUI_ENABLED` must be `true` or `false`, not `yes`\n",
+        ),
+        ("9LIVES=x", "error: `9LIVES` is not a valid variable name\n"),
+        ("NOEQUALS", "error: `NOEQUALS` is not KEY=VALUE\n"),
     ] {
         let out = lifeos(dir.path(), &["env", "set", arg, "--file", ".env"]);
         assert_eq!(
@@ -143,10 +150,11 @@ fn refuses_line_breaks_nul_and_bad_values_and_leaves_the_file() {
             "{arg}: a bad KEY=VALUE is a usage error"
         );
         assert!(
-            text(&out.stderr).starts_with("error: "),
-            "{}",
+            text(&out.stderr).starts_with(why),
+            "{arg}: expected {why:?} first in\n{}",
             text(&out.stderr)
         );
+        assert_eq!(fs::read(&env).unwrap(), before, "{arg}: the file changed");
     }
     let out = lifeos(dir.path(), &["env", "set", "NOTE=a\rb", "--file", ".env"]);
     assert!(
@@ -248,14 +256,14 @@ fn env_var_names_the_file_and_usage_error_without_one() {
 }
 
 /// Root editing a user's file must hand it back to that user. Needs root to create a file
-/// owned by someone else; elsewhere it says so and checks nothing.
+/// owned by someone else: fails under CI without it, skips loudly elsewhere.
 #[test]
 fn owner_is_kept_when_root_edits() {
     let uid = text(&Command::new("id").arg("-u").output().unwrap().stdout);
-    if uid.trim() != "0" {
-        eprintln!("not root: cannot create a file owned by another user; owner test not run");
+    let Some(()) = support::require(uid.trim() == "0", "root (to chown a file to another user)")
+    else {
         return;
-    }
+    };
     let (dir, env) = fixture_dir(0o600);
     let chown = Command::new("chown")
         .arg("4321:4322")
@@ -479,4 +487,37 @@ fn a_hard_linked_env_is_refused_with_a_hint_and_left_alone() {
     // With the other name gone, the same edit goes through.
     fs::remove_file(&other).unwrap();
     ok_set(dir.path(), "COMFYUI_URL=http://x:8188");
+}
+
+/// README: the `.env` is written atomically. The new content goes to a temporary file that is
+/// renamed over the old one: a reader that opened the file before still reads the whole old
+/// content through its handle (an in-place rewrite would show it the new or a truncated one),
+/// the path shows the whole new content, and no temporary file is left beside it.
+#[test]
+fn set_replaces_the_file_atomically_by_rename() {
+    use std::io::Read;
+    let (dir, env) = fixture_dir(0o600);
+    let mut reader = fs::File::open(&env).unwrap();
+    let inode = fs::metadata(&env).unwrap().ino();
+    ok_set(dir.path(), "COMFYUI_TIMEOUT=999");
+    let mut old = String::new();
+    reader.read_to_string(&mut old).unwrap();
+    assert_eq!(old, FIXTURE, "the file was rewritten in place");
+    assert_ne!(
+        fs::metadata(&env).unwrap().ino(),
+        inode,
+        "not replaced by a rename"
+    );
+    let new = text(&fs::read(&env).unwrap());
+    assert_eq!(
+        new,
+        FIXTURE.replace("COMFYUI_TIMEOUT=300", "COMFYUI_TIMEOUT=999")
+    );
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".env.bak-"))
+        .collect();
+    names.sort();
+    assert_eq!(names, [".env"], "a temporary file was left behind");
 }

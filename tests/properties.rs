@@ -5,6 +5,7 @@
 //! The case counts keep all of them together within a few seconds on 2 cores.
 
 use lifeos_spark::envfile::dotenv;
+use lifeos_spark::inventory::Inventory;
 use lifeos_spark::models::manifest::{Manifest, DEFAULT_MANIFEST};
 use lifeos_spark::nodes::manifest::{NodeList, DEFAULT_NODES};
 use lifeos_spark::playbook::Playbook;
@@ -25,6 +26,9 @@ enum Mutation {
     /// The line cut at a character.
     Cut(usize, usize),
 }
+
+/// An inventory with every field, a secondary and a group.
+const INVENTORY: &str = "hosts:\n  rtx:\n    ssh: me@192.168.1.100:22\n    url: http://192.168.1.100:8188\n    playbook: rtx-4090\n    role: secondary\n    priority: 2\n  spark:\n    ssh: spark\n    root: ~/comfyui\n    capabilities: [sdxl, flux]\n    batch_size: 8\n    seconds_per_image: 3.1\ngroups:\n  sparks: [spark]\n  all_boxes: [rtx, spark]\n";
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     let text = prop_oneof![
@@ -138,6 +142,19 @@ proptest! {
     fn playbooks_never_panic_and_errors_name_the_file(text in input(PLAYBOOK)) {
         if let Err(err) = Playbook::parse(&text, "p.yaml") {
             check_refusal(&err, &text, "p.yaml")?;
+        }
+    }
+
+    #[test]
+    fn inventories_never_panic_and_errors_name_the_file(text in input(INVENTORY), limit in "[a-z,]{0,12}") {
+        match Inventory::parse(&text, std::path::Path::new("i.yaml")) {
+            Err(err) => check_refusal(&err, &text, "i.yaml")?,
+            Ok(inv) => {
+                let limit: Vec<String> = limit.split(',').map(String::from).collect();
+                if let Ok(hosts) = inv.select(&limit) {
+                    prop_assert!(hosts.iter().all(|h| inv.hosts.contains_key(&h.name)));
+                }
+            }
         }
     }
 

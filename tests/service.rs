@@ -56,6 +56,21 @@ impl Local {
     }
 }
 
+impl Local {
+    /// `<id> <StartedAt>` of the project's one container.
+    fn container(&self) -> String {
+        let found = containers_of(&self.docker, &format!("lifeos-test-{}", self.port));
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
+    }
+
+    /// Faults for the mock ComfyUI of the next `up` (tests/support/mock_comfyui.rs).
+    fn mock_faults(&self, lines: &str) {
+        std::fs::create_dir_all(self.root().join("user")).unwrap();
+        std::fs::write(self.root().join("user/mock-comfyui.env"), lines).unwrap();
+    }
+}
+
 fn ok(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -174,12 +189,25 @@ fn up_status_down_locally() {
         .expect("published port answers");
     assert!(stats.contains("\"devices\""));
 
-    // A second `up` changes nothing and keeps the container.
+    // A second `up` changes nothing and keeps the container: same ID, same start time, and
+    // the files it wrote keep their mtimes.
+    let container = t.container();
+    let files = file_states(&t.root());
     let again = ok(&t.run(&["--json", "up"]));
     let doc: serde_json::Value = serde_json::from_str(&again).unwrap();
     for step in doc["steps"].as_array().unwrap() {
         assert_eq!(step["outcome"], "ok", "{step}");
     }
+    assert_eq!(
+        t.container(),
+        container,
+        "the container was recreated or restarted"
+    );
+    assert_eq!(
+        file_states(&t.root()),
+        files,
+        "files under the root changed"
+    );
 
     let url = format!("http://127.0.0.1:{}", t.port);
     let status = t
@@ -354,4 +382,58 @@ fn an_image_built_from_another_dockerfile_is_rebuilt() {
             .contains("the Dockerfile changed"),
         "{image}"
     );
+}
+
+/// ComfyUI that listens late, then answers 500 twice and broken JSON twice: `up` keeps asking
+/// until it gets real stats. The mock's log shows the four fault answers went to the tool.
+#[test]
+fn up_waits_through_a_slow_start_server_errors_and_bad_json() {
+    let Some(t) = Local::new() else { return };
+    t.mock_faults("START_DELAY=3\nFAIL_FIRST=2\nBAD_JSON_FIRST=2\n");
+    let up = ok(&t.run(&["up"]));
+    assert!(up.contains("ComfyUI 0.3.60-mock"), "{up}");
+    let logs = stdout(&sh(&format!(
+        "DOCKER_HOST='{}' docker logs $(DOCKER_HOST='{}' docker ps -q --filter label=com.docker.compose.project=lifeos-test-{})",
+        t.docker, t.docker, t.port
+    )));
+    for line in [
+        "mock: starting in 3s (START_DELAY)",
+        "mock: /system_stats request 2 answered 500 Internal Server Error (fault)",
+        "mock: /system_stats request 4 answered 200 OK (fault)",
+    ] {
+        assert!(
+            logs.contains(line),
+            "`{line}` not in the mock's log:\n{logs}"
+        );
+    }
+    assert!(!logs.contains("request 5 answered"), "{logs}");
+}
+
+/// ComfyUI that never answers well: `up` gives up after the playbook's `start_timeout` and shows
+/// the container's last log lines (the mock's own lines about the 503s it sent).
+#[test]
+fn up_times_out_showing_the_container_log() {
+    let Some(t) = Local::new() else { return };
+    set_playbook_field(&t.playbook, "start_timeout", 4.into());
+    t.mock_faults("STATUS=503\n");
+    let started = std::time::Instant::now();
+    let out = t.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        started.elapsed().as_secs() >= 4,
+        "gave up before the timeout"
+    );
+    let err = stderr(&out);
+    let url = format!("http://127.0.0.1:{}", t.port);
+    assert!(
+        err.contains(&format!(
+            "ComfyUI did not answer at {url} within 4s; its last log lines:"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("answered 503 Service Unavailable (fault)"),
+        "the container's log is not shown:\n{err}"
+    );
+    assert!(err.contains("hint: "), "{err}");
 }

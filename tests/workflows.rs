@@ -673,3 +673,103 @@ fn a_1_gib_entry_restores_in_bounded_memory_and_a_wrong_one_leaves_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+// ---------------------------------------------------------------- restore decisions
+// Each of these kills a mutant cargo-mutants found alive in src/workflows/extract.rs.
+
+/// A symlink elsewhere in the workflow folders blocks only what would go through it: the
+/// other files restore. (Mutant: `path == link` -> `!=` refused every other entry.)
+#[test]
+fn an_unrelated_symlink_in_the_target_does_not_block_the_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = sample_archive(tmp.path());
+    let dest = tmp.path().join("dest");
+    fs::create_dir_all(dest.join("workflows")).unwrap();
+    symlink("/etc/hostname", dest.join("workflows/mine.json")).unwrap();
+    let out = ok(restore(&archive, &dest, &[]));
+    assert_contains(&stderr(&out), "5 restored");
+    let original = workflows_only(snapshot(&tmp.path().join("comfyui")));
+    for (path, (_, data)) in &original {
+        if let Some(data) = data {
+            assert_eq!(&fs::read(dest.join(path)).unwrap(), data, "{path}");
+        }
+    }
+    assert_eq!(
+        fs::read_link(dest.join("workflows/mine.json")).unwrap(),
+        Path::new("/etc/hostname")
+    );
+}
+
+/// A file of the same size with other bytes is a conflict, not "unchanged": left alone
+/// without `--force`, replaced (with a backup) with it. (Mutant: `size != || hash !=` -> `&&`.)
+#[test]
+fn a_same_size_file_with_other_bytes_is_a_conflict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = sample_archive(tmp.path());
+    let dest = tmp.path().join("dest");
+    let file = dest.join("workflows/private.json");
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(&file, "SECRET-ish").unwrap(); // "secret-ish": same length
+    let out = restore(&archive, &dest, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains(&stdout(&out), "conflicting: workflows/private.json");
+    assert_eq!(fs::read(&file).unwrap(), b"SECRET-ish");
+    ok(restore(&archive, &dest, &["--force"]));
+    assert_eq!(fs::read(&file).unwrap(), b"secret-ish");
+}
+
+/// A folder where the archive has a file, or a file where it has a folder: refused, naming
+/// which, and nothing written. (Mutants: both file-vs-folder guards.)
+#[test]
+fn a_file_where_the_archive_has_a_folder_and_the_reverse_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = sample_archive(tmp.path());
+    for (make, message) in [
+        (
+            "workflows/portraits",
+            "is a file on local, the archive has a folder there",
+        ),
+        (
+            "workflows/private.json",
+            "is a folder on local, the archive has a file there",
+        ),
+    ] {
+        let dest = tmp.path().join(format!("dest-{}", make.len()));
+        let path = dest.join(make);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if make.ends_with(".json") {
+            fs::create_dir(&path).unwrap();
+        } else {
+            fs::write(&path, "a file").unwrap();
+        }
+        let before = snapshot(&dest);
+        let out = restore(&archive, &dest, &["--force"]);
+        assert_eq!(out.status.code(), Some(1), "{make}: {}", stderr(&out));
+        assert_contains(&stderr(&out), message);
+        assert_eq!(snapshot(&dest), before, "{make}: something was written");
+    }
+}
+
+/// The report's byte and folder counts are those of what landed, counted here from the
+/// sample tree. (Mutants: the counters.)
+#[test]
+fn the_restore_report_counts_the_bytes_and_folders_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = sample_archive(tmp.path());
+    let original = workflows_only(snapshot(&tmp.path().join("comfyui")));
+    let bytes: usize = original
+        .values()
+        .filter_map(|(_, d)| d.as_ref())
+        .map(Vec::len)
+        .sum();
+    let folders = original.values().filter(|(_, d)| d.is_none()).count();
+    let dest = tmp.path().join("dest");
+    let args = restore_args(&archive, &dest, &["--json"]);
+    let report = json_report(&ok(lifeos(&args)));
+    assert_eq!(report["bytes_written"], bytes, "{report}");
+    assert_eq!(report["folders_created"], folders, "{report}");
+    // Again: everything unchanged, nothing written.
+    let report = json_report(&ok(lifeos(&args)));
+    assert_eq!(report["bytes_written"], 0, "{report}");
+    assert_eq!(report["folders_created"], 0, "{report}");
+}

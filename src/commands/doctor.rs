@@ -7,6 +7,9 @@ use crate::cli::DoctorArgs;
 use crate::doctor::{self, DoctorOptions};
 
 pub fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
+    if let Some(hosts) = ctx.inventory_hosts(false)? {
+        return super::fleet::doctor(ctx, &args, &hosts);
+    }
     let host = ctx.host()?;
     let opts = DoctorOptions {
         root: args.root,

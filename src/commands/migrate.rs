@@ -9,13 +9,23 @@ use crate::host::{Host, LocalHost};
 use crate::migrate::{self, MigrateOptions};
 
 pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
-    let from: Arc<dyn Host> = Arc::from(ctx.connect(&args.from)?);
-    let to: Arc<dyn Host> = Arc::from(ctx.connect(&args.to)?);
     let local = LocalHost::new();
+    if args.rollback {
+        return rollback(ctx, &local, &args);
+    }
+    let (Some(from), Some(to)) = (&args.from, &args.to) else {
+        anyhow::bail!(crate::ui::UsageError(
+            "`migrate` needs `--from` and `--to` (or `--rollback`)".into()
+        ));
+    };
+    let from: Arc<dyn Host> = Arc::from(ctx.connect(from)?);
+    let to: Arc<dyn Host> = Arc::from(ctx.connect(to)?);
     let opts = MigrateOptions {
         from_playbook: args.from_playbook,
         from_root: args.from_root,
         from_url: args.from_url,
+        from_container: args.from_container,
+        overwrite: args.overwrite,
         env_file: args.env_file,
         mode: args.mode,
         models_from: args.models_from,
@@ -31,4 +41,22 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn rollback(ctx: &Context, local: &LocalHost, args: &MigrateArgs) -> Result<ExitCode> {
+    let Some(env_file) = args.env_file.as_deref() else {
+        anyhow::bail!(crate::ui::UsageError(
+            "`--rollback` needs `--env-file`".into()
+        ));
+    };
+    let steps = crate::source::log::rollback(
+        local,
+        &local.expand_home(&args.backup_dir)?,
+        env_file,
+        |target| ctx.connect(target),
+        ctx.global.dry_run,
+        &ctx.printer,
+    )?;
+    ctx.print_steps("local", &steps)?;
+    Ok(ExitCode::SUCCESS)
 }

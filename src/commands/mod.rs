@@ -1,11 +1,15 @@
 //! Thin wiring from parsed arguments to operations (cargo's `commands` over `ops`).
 
 mod connection_info;
+mod docs;
 mod doctor;
 mod env;
+mod fleet;
+mod inspect;
 mod migrate;
 mod models;
 mod nodes;
+mod pool;
 mod service;
 mod setup;
 mod workflows;
@@ -16,7 +20,11 @@ use anyhow::{bail, Result};
 
 use crate::cli::{Cli, CommandName, GlobalArgs};
 use crate::host::{self, Host, SshOptions};
+use crate::inventory::{self, Selected};
 use crate::ui::{Printer, UsageError, Verbosity};
+
+/// 128 + SIGINT, as shells report an interrupted command (`models pull`, `setup`).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// What every command gets: how to print, and where to act.
 pub struct Context {
@@ -75,6 +83,32 @@ impl Context {
         host::connect(target, &self.ssh_options())
     }
 
+    /// The inventory's hosts `--limit` selects, when this run is over the inventory: with
+    /// `--inventory` or `--limit`, or always when `required` (`pool`).
+    pub fn inventory_hosts(&self, required: bool) -> Result<Option<Vec<Selected>>> {
+        let g = &self.global;
+        if !(required || g.inventory.is_some() || !g.limit.is_empty()) {
+            return Ok(None);
+        }
+        if g.hosts.as_slice() != ["local"] {
+            bail!(UsageError(
+                "`--host` and `--inventory`/`--limit` both name hosts; give one of them".into()
+            ));
+        }
+        let Some(path) = inventory::resolve(g.inventory.as_deref(), true)? else {
+            return Ok(None);
+        };
+        let inv = inventory::Inventory::load(&path)?;
+        let hosts = inv.select(&g.limit)?;
+        self.printer.debug(format!(
+            "{} host(s) of `{}`, {} at once",
+            hosts.len(),
+            path.display(),
+            g.forks
+        ));
+        Ok(Some(hosts))
+    }
+
     pub fn ssh_options(&self) -> SshOptions {
         SshOptions {
             accept_new_host_key: self.global.accept_new_host_key,
@@ -98,7 +132,11 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Models(args) => models::run(&ctx, args),
         CommandName::Setup(args) => setup::run(&ctx, args),
         CommandName::Verify(args) => setup::verify(&ctx, args),
-        CommandName::Migrate(args) => migrate::run(&ctx, args),
+        CommandName::Migrate(args) => migrate::run(&ctx, *args),
+        CommandName::Inspect(args) => inspect::run(&ctx, args),
+        CommandName::Pool(args) => pool::run(&ctx, args),
+        CommandName::Completions(args) => docs::completions(&ctx, args),
+        CommandName::Man => docs::man(&ctx),
     };
     (ctx.printer, result)
 }

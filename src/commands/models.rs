@@ -13,9 +13,6 @@ use crate::models::manifest::Manifest;
 use crate::models::ops::{self, PullOptions, Target};
 use crate::models::report;
 
-/// 128 + SIGINT, as shells report an interrupted command.
-const EXIT_INTERRUPTED: u8 = 130;
-
 pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
     match args.command {
         ModelsCommand::Pull(a) => {
@@ -41,7 +38,7 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                     0 => "interrupted before any byte arrived: nothing is kept, the next run starts from zero".to_string(),
                     n => format!("interrupted: {} kept beside the files (`.part`); run the same command again to resume", crate::units::size(n)),
                 });
-                return Ok(ExitCode::from(EXIT_INTERRUPTED));
+                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
             Ok(exit(!report.failed()))
         }

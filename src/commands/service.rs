@@ -6,8 +6,10 @@ use super::Context;
 use crate::cli::{GpuChoice, ServiceArgs, StatusArgs, UpArgs};
 use crate::gpu;
 use crate::host::Host;
+use crate::inventory::Selected;
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
+use crate::status::HostStatus;
 use crate::ui::UsageError;
 
 /// The named playbook, or the one for the GPU the host has.
@@ -84,25 +86,33 @@ pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
 /// No SSH session is needed: only the hosts' addresses, and HTTP.
 pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let hosts = &ctx.global.hosts;
-    if args.url.is_some() && hosts.len() > 1 {
-        bail!(UsageError(
-            "`--url` names one ComfyUI; give `--host` once with it".into()
-        ));
-    }
-    let mut targets = Vec::new();
-    if args.inventory.is_none() || hosts.as_slice() != ["local"] {
-        for h in hosts {
-            let url = match &args.url {
-                Some(u) => u.clone(),
-                None => service::default_url(h, args.port, None)?,
-            };
-            targets.push((h.clone(), url));
+    let mut rows = match ctx.inventory_hosts(false)? {
+        Some(selected) => {
+            if args.url.is_some() {
+                bail!(UsageError(
+                    "`--url` names one ComfyUI; the inventory gives each host's `url`".into()
+                ));
+            }
+            query_inventory(&selected, args.port)?
         }
-    }
-    if let Some(path) = &args.inventory {
-        targets.extend(service_inventory(path)?);
-    }
-    let rows = crate::status::query_all(targets);
+        None => {
+            if args.url.is_some() && hosts.len() > 1 {
+                bail!(UsageError(
+                    "`--url` names one ComfyUI; give `--host` once with it".into()
+                ));
+            }
+            let mut targets = Vec::new();
+            for h in hosts {
+                let url = match &args.url {
+                    Some(u) => u.clone(),
+                    None => service::default_url(h, args.port, None)?,
+                };
+                targets.push((h.clone(), url));
+            }
+            crate::status::query_all(targets)
+        }
+    };
+    crate::status::mark_next(&mut rows);
     ctx.printer
         .emit(&rows, |rows| crate::status::render(rows))?;
     for err in crate::status::errors(&rows) {
@@ -115,9 +125,19 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     })
 }
 
-fn service_inventory(path: &std::path::Path) -> Result<Vec<(String, String)>> {
-    Ok(crate::status::read_inventory(path)?
-        .into_iter()
-        .map(|e| (e.name, e.url))
-        .collect())
+/// Each selected host's ComfyUI: its `url`, or its SSH target's address and `port`.
+pub(super) fn query_inventory(hosts: &[Selected], port: u16) -> Result<Vec<HostStatus>> {
+    let mut targets = Vec::new();
+    for sel in hosts {
+        let url = match &sel.entry.url {
+            Some(u) => u.clone(),
+            None => service::default_url(&sel.entry.ssh, port, None)?,
+        };
+        targets.push((sel.name.clone(), url));
+    }
+    let mut rows = crate::status::query_all(targets);
+    for (row, sel) in rows.iter_mut().zip(hosts) {
+        row.priority = Some(sel.entry.priority());
+    }
+    Ok(rows)
 }

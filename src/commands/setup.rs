@@ -11,6 +11,9 @@ use crate::models::fetch::{FetchOptions, RetryPolicy};
 use crate::setup::{self, Phase, SetupOptions, PHASES};
 
 pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
+    if let Some(hosts) = ctx.inventory_hosts(false)? {
+        return super::fleet::setup(ctx, &args, &hosts);
+    }
     let opts = options(ctx, args);
     run_phases(ctx, &opts)
 }
@@ -33,7 +36,9 @@ fn run_phases(ctx: &Context, opts: &SetupOptions) -> Result<ExitCode> {
     let host: Arc<dyn Host> = Arc::from(ctx.host()?);
     let report = setup::setup(&host, opts, &ctx.printer)?;
     ctx.printer.emit(&report, setup::render)?;
-    Ok(if report.failed() {
+    Ok(if report.interrupted {
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 //! `std::process` or `std::fs` for a target directly; that is what makes `--host`, tests and
 //! `--dry-run` uniform.
 
+mod known_hosts;
 mod local;
 mod ssh;
 mod target;
@@ -15,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 pub use local::LocalHost;
 pub use ssh::{SshHost, SshOptions};
-pub use target::{check_destination, SshTarget};
+pub use target::{check_destination, HostKeyConfig, SshTarget, StrictHostKeyChecking};
 
 /// A command to run on a host. Arguments are kept apart and quoted for the remote shell, so a
 /// path with spaces stays one argument on either side.
@@ -202,6 +203,12 @@ pub trait Host: Send + Sync {
             ),
         };
         Ok(Resolved { real, kind, links })
+    }
+
+    /// How many `open_write` write runs (download segments) the host keeps open at once, over
+    /// all files; `None` when there is no such limit.
+    fn write_streams(&self) -> Option<usize> {
+        None
     }
 
     fn read(&self, path: &Path) -> Result<Vec<u8>> {

@@ -314,14 +314,12 @@ impl<'a> Download<'a> {
                 [a, b]
             })
             .collect();
-        let state = PartState {
-            url: redact::url(&self.req.file.url),
-            url_sha256: Some(redact::url_hash(&self.req.file.url)),
-            size: self.size(),
-            sha256: self.req.file.sha256.clone(),
-            validator: s.validator.clone(),
-            done: partial::merge(done),
-        };
+        let state = PartState::new(
+            self.req.file,
+            self.size(),
+            s.validator.clone(),
+            partial::merge(done),
+        );
         serde_json::to_vec(&state).expect("a record serializes")
     }
 

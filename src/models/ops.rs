@@ -278,6 +278,20 @@ async fn execute(
         lock,
     } = *run;
     let transport = Transport::new(opts.hub.clone())?;
+    let fetching = plans
+        .iter()
+        .filter(|p| matches!(p, Plan::Fetch { .. }))
+        .count();
+    let jobs = opts.jobs.clamp(1, fetching.max(1));
+    // A host that keeps few write runs open at once (SSH: one channel each) gets fewer
+    // segments per file, rather than runs that push each other out.
+    let fetch_opts = FetchOptions {
+        connections: match target.host.write_streams() {
+            Some(streams) => opts.fetch.connections.min((streams / jobs).max(1)),
+            None => opts.fetch.connections,
+        },
+        ..opts.fetch
+    };
     let total = files
         .iter()
         .zip(plans)
@@ -301,14 +315,15 @@ async fn execute(
             dest: dests[i].clone(),
         };
         let (progress, cancel) = (&progress, cancel.clone());
+        let fetch_opts = &fetch_opts;
         async move {
             (
                 i,
-                pull_one(request, &opts.fetch, progress, cancel, lock).await,
+                pull_one(request, fetch_opts, progress, cancel, lock).await,
             )
         }
     })
-    .buffer_unordered(opts.jobs.max(1))
+    .buffer_unordered(jobs)
     .collect::<Vec<_>>()
     .await;
     progress.finish();

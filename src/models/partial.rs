@@ -26,6 +26,26 @@ pub struct PartState {
     pub done: Vec<[u64; 2]>,
 }
 
+impl PartState {
+    /// The record of `file`'s `.part`: the URL masked, its hash kept (a download and a copy
+    /// from another host write the same record).
+    pub fn new(
+        file: &ModelFile,
+        size: u64,
+        validator: Option<String>,
+        done: Vec<[u64; 2]>,
+    ) -> Self {
+        PartState {
+            url: super::redact::url(&file.url),
+            url_sha256: Some(super::redact::url_hash(&file.url)),
+            size,
+            sha256: file.sha256.clone(),
+            validator,
+            done,
+        }
+    }
+}
+
 /// What a previous run left for this file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {

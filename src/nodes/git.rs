@@ -20,8 +20,10 @@ pub enum CloneState {
 
 fn git(dir: &Path, args: &[&str]) -> Result<Command> {
     let dir = dir.to_str().context("path is not UTF-8")?;
+    // A clone made by a container's root (the guide clones nodes inside it) is "dubious
+    // ownership" to git run as the login user; reading and moving it is what we are here for.
     Ok(Command::new("git")
-        .args(["-C", dir])
+        .args(["-c", "safe.directory=*", "-C", dir])
         .args(args.iter().copied()))
 }
 
@@ -39,6 +41,18 @@ pub fn state(host: &dyn Host, dir: &Path) -> Result<CloneState> {
         head,
         dirty: !status.stdout.is_empty(),
     })
+}
+
+/// The `origin` remote's URL, `None` when the clone has none.
+pub fn remote(host: &dyn Host, dir: &Path) -> Result<Option<String>> {
+    if host.stat(&dir.join(".git"))?.is_none() {
+        return Ok(None);
+    }
+    let out = host.run(&git(dir, &["remote", "get-url", "origin"])?)?;
+    Ok(out
+        .success()
+        .then(|| out.stdout_text().trim().to_string())
+        .filter(|u| !u.is_empty()))
 }
 
 pub fn clone_at(host: &dyn Host, repo: &str, commit: &str, dir: &Path) -> Result<()> {

@@ -45,6 +45,16 @@ pub struct Seen {
     pub status: u16,
 }
 
+/// One response body as it ended: the bytes `[start, start + sent)` of `path` were handed to
+/// the network; `complete` when that was every byte the response announced.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub path: String,
+    pub start: u64,
+    pub sent: u64,
+    pub complete: bool,
+}
+
 #[derive(Clone)]
 struct File {
     data: Bytes,
@@ -63,6 +73,12 @@ struct Shared {
     max_in_flight: AtomicU64,
     /// Bytes per second per response, like nginx `limit_rate`.
     rate: Mutex<Option<u64>>,
+    /// Bytes per second for responses whose range starts at or after this offset.
+    throttle_from: Mutex<Option<(u64, u64)>>,
+    /// Hold each body's first byte until this many bodies are in flight (or 10 s pass).
+    gate: Mutex<Option<u64>>,
+    /// Every body that ended (finished, cut, or dropped by a client that went away).
+    served: Mutex<Vec<Served>>,
     /// Redirect GET (and HEAD, unless `redirect_get_only`) to this base URL, as the hub does.
     redirect: Mutex<Option<String>>,
     redirect_get_only: Mutex<bool>,
@@ -212,6 +228,23 @@ impl FakeHub {
         *self.shared.rate.lock().unwrap() = bytes_per_sec;
     }
 
+    /// Send responses whose range starts at or after `offset` at `bytes_per_sec` (the rest at
+    /// full speed): the first pieces of a file finish, the later ones stay in flight.
+    pub fn throttle_from(&self, offset_and_rate: Option<(u64, u64)>) {
+        *self.shared.throttle_from.lock().unwrap() = offset_and_rate;
+    }
+
+    /// Hold every body until `n` are in flight at once (10 s at most): a test of "n at once"
+    /// then depends on the client opening n, not on how the scheduler spreads them in time.
+    pub fn gate(&self, n: Option<u64>) {
+        *self.shared.gate.lock().unwrap() = n;
+    }
+
+    /// The log of bodies that ended, in the order they ended.
+    pub fn served(&self) -> Vec<Served> {
+        self.shared.served.lock().unwrap().clone()
+    }
+
     /// Redirect to `cdn` (same paths there), as the hub does for LFS files.
     pub fn redirect_to(&self, cdn: &FakeHub, get_only: bool) {
         *self.shared.redirect.lock().unwrap() =
@@ -237,6 +270,11 @@ impl FakeHub {
     /// The most response bodies that were being sent at the same time.
     pub fn max_in_flight(&self) -> u64 {
         self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Response bodies being sent now.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::SeqCst)
     }
 
     /// Body bytes handed to the network so far.
@@ -357,40 +395,68 @@ fn answer(s: &Arc<Shared>, method: &Method, path: &str, req: &Seen) -> Response<
         Some(Fault::DropAfter(n)) => Some(n.min(data.len() as u64 - 1) as usize),
         _ => None,
     };
-    let rate = *s.rate.lock().unwrap();
+    let throttle = s
+        .throttle_from
+        .lock()
+        .unwrap()
+        .filter(|(from, _)| start >= *from);
+    let rate = throttle.map(|(_, r)| r).or(*s.rate.lock().unwrap());
+    let log = Served {
+        path: path.to_string(),
+        start,
+        sent: 0,
+        complete: false,
+    };
     builder
-        .body(stream_body(s.clone(), data, cut, rate))
+        .body(stream_body(s.clone(), data, cut, rate, log))
         .unwrap()
 }
 
-/// Counts a body as in flight from its creation until it is dropped (sent or abandoned).
-struct InFlight(Arc<Shared>);
+/// Counts a body as in flight from its creation until it is dropped (sent or abandoned), and
+/// logs how far it got when it is.
+struct InFlight(Arc<Shared>, Mutex<Served>);
 
 impl InFlight {
-    fn new(s: Arc<Shared>) -> InFlight {
+    fn new(s: Arc<Shared>, log: Served) -> InFlight {
         let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(s)
+        InFlight(s, Mutex::new(log))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let log = self.1.lock().unwrap().clone();
+        self.0.served.lock().unwrap().push(log);
     }
 }
 
 /// The body in 16 KiB chunks, counted, optionally throttled, optionally cut short.
-fn stream_body(s: Arc<Shared>, data: Bytes, cut: Option<usize>, rate: Option<u64>) -> Body {
+fn stream_body(
+    s: Arc<Shared>,
+    data: Bytes,
+    cut: Option<usize>,
+    rate: Option<u64>,
+    log: Served,
+) -> Body {
     const CHUNK: usize = 16 << 10;
-    let guard = Arc::new(InFlight::new(s.clone()));
+    let guard = Arc::new(InFlight::new(s.clone(), log));
     let stream = futures_util::stream::unfold(0usize, move |pos| {
-        let (s, data, _guard) = (s.clone(), data.clone(), guard.clone());
+        let (s, data, guard) = (s.clone(), data.clone(), guard.clone());
         async move {
             if pos == usize::MAX {
                 return None;
             }
             let end = cut.unwrap_or(data.len());
+            let gate = *s.gate.lock().unwrap();
+            if let Some(n) = gate.filter(|_| pos == 0) {
+                let until = tokio::time::Instant::now() + Duration::from_secs(10);
+                while s.in_flight.load(Ordering::SeqCst) < n && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
             if pos >= end {
                 // Let the bytes sent so far reach the client before the cut (an abort with
                 // unsent or unread data would reset the connection and lose them).
@@ -409,6 +475,11 @@ fn stream_body(s: Arc<Shared>, data: Bytes, cut: Option<usize>, rate: Option<u64
             }
             s.body_bytes
                 .fetch_add((next - pos) as u64, Ordering::SeqCst);
+            {
+                let mut log = guard.1.lock().unwrap();
+                log.sent = next as u64;
+                log.complete = cut.is_none() && next == data.len();
+            }
             Some((Ok::<_, std::io::Error>(data.slice(pos..next)), next))
         }
     });

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod formats;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -26,8 +28,37 @@ pub fn require(available: bool, what: &str) -> Option<()> {
     if in_ci() {
         panic!("{what} is missing: CI must provide it (see scripts/test.sh)");
     }
-    eprintln!("SKIPPED: {what} is missing (run the suite with `bash scripts/test.sh`)");
+    skip(&format!(
+        "{what} is missing (run the suite with `bash scripts/test.sh`)"
+    ));
     None
+}
+
+/// Says why a test checks nothing, on stderr (hidden when the test passes) and as one line in
+/// `$LIFEOS_TEST_SKIP_DIR/skipped.txt`, which scripts/test.sh counts and prints after the run.
+/// Every skip goes through here so none is silent.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| {
+            s.rsplit_once('-')
+                .map_or(s.clone(), |(name, _hash)| name.to_string())
+        })
+        .unwrap_or_default();
+    let line = format!("SKIPPED: {binary}::{test}: {reason}\n");
+    eprint!("{line}");
+    if let Some(dir) = std::env::var_os("LIFEOS_TEST_SKIP_DIR") {
+        // One write of one line to an O_APPEND file: lines from parallel tests never interleave.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join("skipped.txt"));
+        file.and_then(|mut f| f.write_all(line.as_bytes()))
+            .expect("cannot record a skipped test in $LIFEOS_TEST_SKIP_DIR");
+    }
 }
 
 pub fn bin() -> &'static str {
@@ -38,12 +69,36 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// A port for a server that binds it later (sshd, a container published by Compose), held
+/// for this test process until it exits.
+///
+/// A port the kernel hands out for `bind(:0)` is released at once and sits in the ephemeral
+/// range, where every outgoing connection also takes its local port: minutes later, when
+/// Docker publishes it, it may be taken. These come from below the ephemeral range instead,
+/// where only explicit binds land, and each is claimed with an exclusive lock on
+/// `$TMPDIR/lifeos-test-ports/<port>.lock` held while the process lives, so no two test
+/// processes (nor two calls in one) pick the same one; a port something listens on is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("lifeos-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    let first = (std::process::id() % 80) as u16 * 150;
+    for offset in 0..12000u16 {
+        let port = 20000 + (first + offset) % 12000;
+        let lock = std::fs::File::create(dir.join(format!("{port}.lock"))).unwrap();
+        // flock: a second open file, even in this process, cannot take a held lock.
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            held.push(lock);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 pub fn sh(cmd: &str) -> Output {
@@ -117,6 +172,15 @@ pub struct SshServerConfig<'a> {
 }
 
 impl SshServer {
+    /// A plain server (no fake GPU, no Docker) that lets `client` in.
+    pub fn for_client(client: &ClientHome) -> Option<SshServer> {
+        SshServer::start(SshServerConfig {
+            gpu_profile: None,
+            docker_host: None,
+            authorized_keys: vec![client.public_key()],
+        })
+    }
+
     pub fn start(cfg: SshServerConfig) -> Option<SshServer> {
         require(Path::new(SSHD).exists(), "OpenSSH server (/usr/sbin/sshd)")?;
         let dir = tempfile::tempdir().unwrap();
@@ -393,17 +457,45 @@ pub fn test_playbook(dir: &Path, image: &str) -> (PathBuf, u16, String) {
 pub fn test_playbook_named(dir: &Path, image: &str, file: &str) -> (PathBuf, u16, String) {
     let port = free_port();
     let project = format!("lifeos-test-{port}");
-    let text = include_str!("../../playbooks/rtx-4090.yaml")
-        .replace("project: lifeos-comfyui", &format!("project: {project}"))
-        .replace("image: lifeos/comfyui:rtx-4090", &format!("image: {image}"))
-        .replace("port: 8188", &format!("port: {port}"))
-        .replace("bind: 0.0.0.0", "bind: 127.0.0.1")
-        + "healthcheck:\n  test: [CMD, /mock-comfyui, --check, '127.0.0.1:8188']\n  interval: 1s\nstart_timeout: 60\n"
-        // This sandbox cannot raise RLIMIT_MEMLOCK above 8 MiB, even as root.
-        + "ulimits:\n  memlock: 8388608\n  stack: 67108864\n";
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../playbooks/rtx-4090.yaml")).unwrap();
+    // Each field must already be in the RTX 4090 playbook: a renamed field fails here instead
+    // of leaving the test on port 8188 and bind 0.0.0.0.
+    for (key, value) in [
+        ("project", serde_yaml::Value::from(project.as_str())),
+        ("image", image.into()),
+        ("port", port.into()),
+        ("bind", "127.0.0.1".into()),
+    ] {
+        let slot = doc
+            .get_mut(key)
+            .unwrap_or_else(|| panic!("playbooks/rtx-4090.yaml has no `{key}`"));
+        *slot = value;
+    }
+    // Not in the shipped playbook, added: the image is `FROM scratch` (no shell, no Python for
+    // the product's own healthcheck), and this sandbox cannot raise RLIMIT_MEMLOCK above 8 MiB.
+    let added: serde_yaml::Value = serde_yaml::from_str(
+        "healthcheck:\n  test: [CMD, /mock-comfyui, --check, '127.0.0.1:8188']\n  interval: 1s\n\
+         start_timeout: 60\nulimits:\n  memlock: 8388608\n  stack: 67108864\n",
+    )
+    .unwrap();
+    for (key, value) in added.as_mapping().unwrap() {
+        let map = doc.as_mapping_mut().unwrap();
+        assert!(map.get(key).is_none(), "rtx-4090.yaml now sets {key:?}");
+        map.insert(key.clone(), value.clone());
+    }
     let path = dir.join(file);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
     (path, port, project)
+}
+
+/// Sets `key` in a playbook file written by [`test_playbook`] (which must already have it).
+pub fn set_playbook_field(path: &Path, key: &str, value: serde_yaml::Value) {
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    *doc.get_mut(key)
+        .unwrap_or_else(|| panic!("{} has no `{key}`", path.display())) = value;
+    std::fs::write(path, serde_yaml::to_string(&doc).unwrap()).unwrap();
 }
 
 /// Removes a Compose project's containers when a test ends, passed or not.
@@ -528,3 +620,136 @@ pub const FACEID_FILES: [(&str, &str); 4] = [
         "models/clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors",
     ),
 ];
+
+/// Two SSH hosts on one Docker daemon, as `rtx` (an RTX 4090) and `spark` (a GB10) in
+/// `client`'s ssh config, trusted: the two ends of a migration.
+pub fn rtx_and_spark(client: &ClientHome, docker: &str) -> Option<(SshServer, SshServer)> {
+    let rtx = gpu_host(client, "rtx4090", "rtx", docker)?;
+    let spark = gpu_host(client, "gb10", "spark", docker)?;
+    Some((rtx, spark))
+}
+
+/// The mock ComfyUI (`tests/support/mock_comfyui.rs`) as a process on this machine, on
+/// 127.0.0.1:`port`, with `env` (`MOCK_QUEUE_RUNNING`, `MOCK_QUEUE_PENDING`, `MOCK_DEVICE`);
+/// killed on drop. Built once per test binary.
+pub struct MockComfyUi {
+    pub port: u16,
+    child: Child,
+}
+
+impl MockComfyUi {
+    pub fn start(env: &[(&str, &str)]) -> MockComfyUi {
+        static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let bin = BIN.get_or_init(|| {
+            let source =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mock_comfyui.rs");
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("mock-comfyui-{}", std::process::id()));
+            sh(&format!(
+                "rustc --edition 2021 '{}' -o '{}'",
+                source.display(),
+                out.display()
+            ));
+            out
+        });
+        let port = free_port();
+        let child = Command::new(bin)
+            .env("PORT", port.to_string())
+            .env("COMFY_ROOT", "/nonexistent")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mock ComfyUI did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        MockComfyUi { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MockComfyUi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `MemTotal` of this machine (the one the fake hosts share), in KiB.
+pub fn meminfo_total_kib() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal in /proc/meminfo")
+}
+
+/// `MemTotal` in MiB.
+pub fn meminfo_total_mib() -> u64 {
+    meminfo_total_kib() / 1024
+}
+
+/// Every file under `dir` with its size and mtime (ns): what must not change when a re-run
+/// changes nothing. Inside a `.git` folder only `HEAD`'s commit counts (git may refresh its
+/// index on a status).
+pub fn file_states(dir: &Path) -> Vec<(PathBuf, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if p.file_name().unwrap() == ".git" {
+                let head = stdout(&sh(&format!("git -C '{}' rev-parse HEAD", d.display())));
+                out.push((p.join(head.trim()), 0, 0));
+            } else if m.is_dir() {
+                todo.push(p);
+            } else {
+                let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+                out.push((p, m.len(), mtime));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `<id> <StartedAt>` of each container of a Compose project: a recreated or restarted
+/// container shows here whatever the tool reports.
+pub fn containers_of(docker_host: &str, project: &str) -> Vec<String> {
+    let ids = stdout(&sh(&format!(
+        "DOCKER_HOST='{docker_host}' docker ps -aq --no-trunc --filter label=com.docker.compose.project={project}"
+    )));
+    ids.split_whitespace()
+        .map(|id| {
+            stdout(&sh(&format!(
+                "DOCKER_HOST='{docker_host}' docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}' {id}"
+            )))
+            .trim()
+            .to_string()
+        })
+        .collect()
+}
+
+/// The JSON document a `--json` run printed on stdout.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+}
+
+/// One phase of a `setup --json` report.
+pub fn phase<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name}: {doc}"))
+}

@@ -1,0 +1,156 @@
+//! `migrate --from-root DIR` from a bare-metal ComfyUI checkout (`main.py` beside `models/`,
+//! `user/`, `input/`), killed with SIGKILL in the middle of the model copy: the re-run resumes
+//! the copy from the `.part` record it left, and everything arrives byte-identical. Real OpenSSH
+//! servers, the real Docker engine for the destination, a real HTTP server that must see no
+//! request (the source has every model).
+
+mod fake_hub;
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fake_hub::{bytes_of, sha256_hex, FakeHub};
+use serde_json::Value;
+use support::*;
+
+const MIB: usize = 1 << 20;
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+fn sha_of(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+#[test]
+fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
+    let Some(docker) = docker_host(true) else {
+        return;
+    };
+    let image = test_image(&docker);
+    let dir = tempfile::tempdir().unwrap();
+    let client = ClientHome::new();
+    let Some((rtx, spark)) = rtx_and_spark(&client, &docker) else {
+        return;
+    };
+    let (spark_pb, spark_port, spark_project) =
+        test_playbook_named(dir.path(), &image, "spark.yaml");
+    let _guard = ProjectGuard {
+        docker_host: docker.clone(),
+        project: spark_project,
+    };
+
+    let ckpt = bytes_of(160 * MIB, 7);
+    let dest = "models/checkpoints/big.safetensors";
+    let hub = FakeHub::start();
+    hub.put("/big.safetensors", ckpt.clone(), "\"big\"");
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name: t\ndescription: t\nmodels:\n  - id: big\n    url: {}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
+            hub.url("/big.safetensors"),
+            ckpt.len(),
+            sha256_hex(&ckpt)
+        ),
+    )
+    .unwrap();
+    let nodes = dir.path().join("nodes.yaml");
+    std::fs::write(&nodes, "nodes: []\n").unwrap();
+
+    // A `git clone` of ComfyUI run as `python main.py`: no container, no compose file.
+    let src = rtx.home().join("ComfyUI");
+    write(&src.join("main.py"), b"import comfy\n");
+    write(&src.join(dest), &ckpt);
+    write(&src.join("user/default/workflows/mine.json"), b"{\"a\": 1}");
+    write(&src.join("input/ref.png"), &bytes_of(5000, 8));
+    std::fs::create_dir_all(src.join("custom_nodes")).unwrap();
+
+    let env = dir.path().join("life-os.env");
+    std::fs::write(&env, "COMFYUI_URL=http://127.0.0.1:1\n").unwrap();
+    let migrate = || {
+        let mut cmd = client.lifeos();
+        cmd.args(["migrate", "--from", "rtx", "--to", "spark", "--json"]);
+        cmd.args([
+            "--from-root",
+            src.to_str().unwrap(),
+            "--env-file",
+            env.to_str().unwrap(),
+        ]);
+        cmd.args(["--backup-dir", dir.path().join("backups").to_str().unwrap()]);
+        cmd.args(["--playbook", spark_pb.to_str().unwrap(), "--gpu", "none"]);
+        cmd.args([
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--nodes",
+            nodes.to_str().unwrap(),
+        ]);
+        cmd
+    };
+    let root = spark.home().join("comfyui");
+    let part = root.join(format!("{dest}.part"));
+    let record = root.join(format!("{dest}.part.json"));
+
+    // Killed once the record says some bytes are in, before the file is whole.
+    let mut child = migrate().spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let prefix = loop {
+        assert!(Instant::now() < deadline, "the copy never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "migrate ended before the kill"
+        );
+        let done = std::fs::read(&record)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+            .and_then(|v| v["done"][0][1].as_u64())
+            .unwrap_or(0);
+        if done > 0 {
+            break done;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !root.join(dest).exists(),
+        "the copy finished before the kill"
+    );
+    let inode = std::fs::metadata(&part).expect("no .part left").ino();
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let prefix = recorded["done"][0][1].as_u64().unwrap().max(prefix);
+    assert!(prefix < ckpt.len() as u64);
+    // The recorded prefix is really on disk.
+    let on_disk = std::fs::read(&part).unwrap();
+    assert_eq!(&on_disk[..prefix as usize], &ckpt[..prefix as usize]);
+
+    let out = migrate().output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert!(out.status.success(), "{doc}\n{}", stderr(&out));
+    assert_eq!(sha_of(&root.join(dest)), sha256_hex(&ckpt));
+    // The same file was finished, and only the rest was copied.
+    assert_eq!(std::fs::metadata(root.join(dest)).unwrap().ino(), inode);
+    assert_eq!(
+        doc["setup"]["downloaded_bytes"].as_u64().unwrap(),
+        ckpt.len() as u64 - prefix,
+        "{doc}"
+    );
+    assert!(!record.exists() && !part.exists());
+    assert!(
+        hub.gets().is_empty(),
+        "the model was downloaded, not copied"
+    );
+    for rel in ["user/default/workflows/mine.json", "input/ref.png"] {
+        assert_eq!(sha_of(&root.join(rel)), sha_of(&src.join(rel)), "{rel}");
+    }
+    let env_now = std::fs::read_to_string(&env).unwrap();
+    assert!(
+        env_now.starts_with(&format!("COMFYUI_URL=http://127.0.0.1:{spark_port}\n")),
+        "{env_now}"
+    );
+}
