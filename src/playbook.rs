@@ -474,8 +474,9 @@ mod tests {
         );
         let unknown = format!("{text}colour: blue\n");
         let err = format!("{:#}", Playbook::parse(&unknown, "my.yaml").unwrap_err());
+        let line = text.lines().count() + 1;
         assert!(
-            err.contains("my.yaml:24:1:") && err.contains("unknown field `colour`"),
+            err.contains(&format!("my.yaml:{line}:1:")) && err.contains("unknown field `colour`"),
             "{err}"
         );
         let bind = text.replace("bind: 0.0.0.0", "bind: everywhere");

@@ -119,6 +119,26 @@ impl T {
     fn mode(&self, mode: &str) {
         std::fs::write(self.root().join("user/mock_generate"), mode).unwrap();
     }
+
+    /// Restart ComfyUI's container and wait until it answers: ComfyUI (and the mock) load
+    /// the custom nodes' classes only when they start.
+    fn restart(&self) {
+        for id in containers_of(&self.docker, &self._guard.project) {
+            sh(&format!(
+                "DOCKER_HOST='{}' docker restart '{id}'",
+                self.docker
+            ));
+        }
+        let url = format!("http://127.0.0.1:{}/system_stats", self.port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while http_get(&url).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ComfyUI did not come back"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 /// The graph's nodes of a class.
@@ -300,6 +320,7 @@ fn each_failure_kind_is_a_clear_error_and_exit_1() {
         .root()
         .join("custom_nodes/ComfyUI_IPAdapter_plus/NODE_CLASSES");
     std::fs::write(&classes, "IPAdapterUnifiedLoaderFaceID\n").unwrap();
+    t.restart();
     let err = failed(&t.verify(&["--generate"]));
     assert!(
         err.contains("rejected the `faceid` graph")
@@ -312,6 +333,7 @@ fn each_failure_kind_is_a_clear_error_and_exit_1() {
     // (The pack is the manifest's last entry: out of the manifest too, so that verify's file
     // checks pass and the loader is what finds it missing.)
     std::fs::write(&classes, "IPAdapterUnifiedLoaderFaceID\nIPAdapterFaceID\n").unwrap();
+    t.restart();
     std::fs::remove_file(t.root().join(files()[5].1)).unwrap();
     let text = std::fs::read_to_string(&t.manifest).unwrap();
     std::fs::write(&t.manifest, &text[..text.find("  - id: det").unwrap()]).unwrap();
