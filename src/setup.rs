@@ -604,9 +604,7 @@ fn model_seen(
 
 fn pull_output(report: PullReport) -> Result<PhaseOutput> {
     if report.interrupted {
-        return Err(anyhow!(
-            "interrupted: finished parts are kept; run `setup` again to resume"
-        ));
+        return Err(anyhow!(report.interrupted_note("`setup`")));
     }
     if let Some(failure) = report.files.iter().find(|f| f.status == PullStatus::Failed) {
         return Err(anyhow!(

@@ -34,10 +34,8 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 ctx.printer.print_error(failure);
             }
             if report.interrupted {
-                ctx.printer.warn(match report.kept_bytes() {
-                    0 => "interrupted before any byte arrived: nothing is kept, the next run starts from zero".to_string(),
-                    n => format!("interrupted: {} kept beside the files (`.part`); run the same command again to resume", crate::units::size(n)),
-                });
+                ctx.printer
+                    .warn(report.interrupted_note("the same command"));
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
             Ok(exit(!report.failed()))

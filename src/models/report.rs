@@ -66,6 +66,17 @@ impl PullReport {
             .map(|f| f.reused_bytes + f.fetched_bytes)
             .sum()
     }
+
+    /// What an interrupted pull leaves, true either way; `again` is the command to resume.
+    pub fn interrupted_note(&self, again: &str) -> String {
+        match self.kept_bytes() {
+            0 => "interrupted before any byte arrived: nothing is kept, the next run starts from zero".to_string(),
+            n => format!(
+                "interrupted: {} kept beside the files (`.part`); run {again} again to resume",
+                crate::units::size(n)
+            ),
+        }
+    }
 }
 
 impl PullStatus {
