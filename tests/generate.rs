@@ -123,7 +123,9 @@ impl T {
     /// Restart ComfyUI's container and wait until it answers: ComfyUI (and the mock) load
     /// the custom nodes' classes only when they start.
     fn restart(&self) {
-        for id in containers_of(&self.docker, &self._guard.project) {
+        // Each entry is "<id> <StartedAt>".
+        for state in containers_of(&self.docker, &self._guard.project) {
+            let id = state.split_whitespace().next().unwrap().to_string();
             sh(&format!(
                 "DOCKER_HOST='{}' docker restart '{id}'",
                 self.docker
