@@ -24,7 +24,8 @@ pub struct GlobalArgs {
         long = "host",
         global = true,
         value_name = "TARGET",
-        default_value = "local"
+        default_value = "local",
+        value_parser = crate::arg_values::host_target
     )]
     pub hosts: Vec<String>,
 
@@ -177,8 +178,8 @@ pub struct EnvArgs {
 pub enum EnvAction {
     /// Set variables; only the named keys change, the rest of the file stays byte for byte
     Set {
-        #[arg(required = true, value_name = "KEY=VALUE")]
-        assignments: Vec<String>,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = crate::arg_values::assignment)]
+        assignments: Vec<(String, String)>,
         /// Create the file (mode 0600) when it does not exist
         #[arg(long)]
         create: bool,
@@ -235,10 +236,10 @@ pub enum WorkflowsAction {
     /// Stream the workflows of one host into another, then verify them there
     Transfer {
         /// Source: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
-        #[arg(long, value_name = "TARGET")]
+        #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
         from: String,
         /// Destination, same forms as `--from`
-        #[arg(long, value_name = "TARGET")]
+        #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
         to: String,
         /// Deployment root on the source
         #[arg(long, default_value = crate::defaults::ROOT)]
@@ -262,9 +263,9 @@ pub enum GpuChoice {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
-    /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia) or a YAML file;
+    /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia; `dgx_spark` too) or a YAML file;
     /// default: the one for the GPU `doctor` finds
-    #[arg(long, value_name = "NAME|PATH")]
+    #[arg(long, value_name = "NAME|PATH", value_parser = crate::arg_values::playbook)]
     pub playbook: Option<String>,
 
     /// Deployment root on the host (default: the playbook's, `~/comfyui`)
@@ -290,14 +291,14 @@ pub struct UpArgs {
     pub rebuild: bool,
 
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// ComfyUI's URL; overrides the one derived from `--host` (one host only)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 
     /// Port ComfyUI is published on
@@ -326,7 +327,7 @@ pub struct NodesArgs {
     pub nodes: Option<String>,
 
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 }
 
@@ -377,7 +378,7 @@ pub struct SetupArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
 
     /// Model manifest (default: the embedded manifests/sdxl-faceid.yaml)
@@ -406,11 +407,11 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The source (the RTX PC): `[user@]host[:port]` or a ~/.ssh/config alias
-    #[arg(long, value_name = "TARGET", required_unless_present = "rollback")]
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback", value_parser = crate::arg_values::host_target)]
     pub from: Option<String>,
 
     /// The destination (the Spark)
-    #[arg(long, value_name = "TARGET", required_unless_present = "rollback")]
+    #[arg(long, value_name = "TARGET", required_unless_present = "rollback", value_parser = crate::arg_values::host_target)]
     pub to: Option<String>,
 
     /// Undo the newest migration of `--env-file`: its .env from the backup, the source's
@@ -443,7 +444,7 @@ pub struct MigrateArgs {
     pub backup_dir: String,
 
     /// The source's playbook (default: the one for its GPU)
-    #[arg(long, value_name = "NAME|PATH")]
+    #[arg(long, value_name = "NAME|PATH", value_parser = crate::arg_values::playbook)]
     pub from_playbook: Option<String>,
 
     /// The source's deployment root (default: its playbook's)
@@ -451,7 +452,7 @@ pub struct MigrateArgs {
     pub from_root: Option<String>,
 
     /// The source's ComfyUI URL, for the device pool
-    #[arg(long)]
+    #[arg(long, value_parser = crate::arg_values::http_url)]
     pub from_url: Option<String>,
 
     /// The source's ComfyUI container, when it runs several

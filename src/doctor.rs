@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use bytesize::ByteSize;
 use serde::Serialize;
 
 use crate::docker::{self, ComposeFlavor, Docker};
@@ -331,9 +330,9 @@ fn check_runtime(d: &Docker, profile: Profile) -> Check {
 fn check_disk(disk: &Disk) -> Check {
     let detail = format!(
         "{} free under `{}`; the models need {}",
-        ByteSize(disk.free_bytes),
+        crate::units::size(disk.free_bytes),
         disk.root.display(),
-        ByteSize(disk.needed_bytes)
+        crate::units::size(disk.needed_bytes)
     );
     if disk.free_bytes < disk.needed_bytes {
         Check::fail(
@@ -347,7 +346,7 @@ fn check_disk(disk: &Disk) -> Check {
             detail,
             format!(
                 "the ComfyUI image needs about {} more on Docker's disk",
-                ByteSize(IMAGE_HEADROOM_BYTES)
+                crate::units::size(IMAGE_HEADROOM_BYTES)
             ),
         )
     } else {

@@ -6,6 +6,7 @@
 #[cfg(not(unix))]
 compile_error!("lifeos-spark builds for Linux and macOS only (it relies on Unix file modes, process groups and signals)");
 
+pub mod arg_values;
 pub mod cli;
 pub mod comfyui;
 pub mod commands;
@@ -35,5 +36,6 @@ pub mod status;
 pub mod step;
 pub mod system;
 pub mod ui;
+pub mod units;
 pub mod workflows;
 pub mod yaml;

@@ -5,7 +5,7 @@ use clap::Parser;
 use lifeos_spark::cli::Cli;
 use lifeos_spark::ui::UsageError;
 
-/// Exit codes (documented in the README): 0 ok, 1 failure, 2 usage error.
+/// Exit codes (documented in the README): 0 ok, 1 failure, 2 usage error, 130 interrupted.
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {

@@ -398,13 +398,19 @@ impl<'a> Migration<'a> {
         let (outcome, detail) = match &r.archive {
             Some(a) => (
                 Outcome::Changed,
-                format!("{} files ({} bytes) in `{}`", r.files, r.bytes, a.display()),
+                format!(
+                    "{} ({}) in `{}`",
+                    crate::units::count(r.files, "file"),
+                    crate::units::size(r.bytes),
+                    a.display()
+                ),
             ),
             None => (
                 Outcome::WouldChange,
                 format!(
-                    "would archive {} files ({} bytes) on this machine",
-                    r.files, r.bytes
+                    "would archive {} ({}) on this machine",
+                    crate::units::count(r.files, "file"),
+                    crate::units::size(r.bytes)
                 ),
             ),
         };
@@ -443,9 +449,9 @@ impl<'a> Migration<'a> {
             format!(
                 "copy {} files ({}), download {} ({}), {} git clones, {} conflicts, {} not moved",
                 t.copy_files,
-                bytesize::ByteSize(t.copy_bytes),
+                crate::units::size(t.copy_bytes),
                 t.download_files,
-                bytesize::ByteSize(t.download_bytes),
+                crate::units::size(t.download_bytes),
                 t.clones,
                 t.conflicts,
                 t.not_moved

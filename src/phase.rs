@@ -177,14 +177,14 @@ pub fn render<P: PhaseId>(phases: &[PhaseReport<P>], dry_run: bool) -> String {
 pub fn recap<P>(host: &str, phases: &[PhaseReport<P>], moved: u64, elapsed_ms: u128) -> String {
     let count = |o: Outcome| phases.iter().filter(|p| p.outcome == o).count();
     format!(
-        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {:.1?}\n",
+        "\nRECAP {} : ok={} changed={} would_change={} skipped={} failed={}   downloaded {}   {}\n",
         host,
         count(Outcome::Ok),
         count(Outcome::Changed),
         count(Outcome::WouldChange),
         count(Outcome::Skipped),
         count(Outcome::Failed),
-        bytesize::ByteSize(moved),
-        Duration::from_millis(elapsed_ms as u64)
+        crate::units::size(moved),
+        crate::units::duration(Duration::from_millis(elapsed_ms as u64))
     )
 }

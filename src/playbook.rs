@@ -258,6 +258,25 @@ impl Playbook {
         Playbook::parse(&text, name_or_path)
     }
 
+    /// The canonical embedded name for `arg` (`dgx_spark`, the profile spelling, is
+    /// `dgx-spark`), or `arg` itself when it is a file on this machine.
+    pub fn resolve_name(arg: &str) -> Result<String> {
+        let dashed = arg.replace('_', "-");
+        if let Some((name, _)) = EMBEDDED.iter().find(|(n, _)| *n == dashed) {
+            return Ok(name.to_string());
+        }
+        if Path::new(arg).is_file() {
+            return Ok(arg.to_string());
+        }
+        Err(anyhow::anyhow!(
+            "no embedded playbook `{arg}` and no such file"
+        ))
+        .hint(format!(
+            "name an embedded playbook ({}) or a YAML file",
+            EMBEDDED.map(|(n, _)| n).join(", ")
+        ))
+    }
+
     /// The named playbook, else the one for the host's profile; a host without a GPU gets the
     /// generic one when the service runs without a GPU (`--gpu none`).
     pub fn choose(named: Option<&str>, profile: Profile, gpu: bool) -> Result<Playbook> {

@@ -353,7 +353,7 @@ impl<'a> Run<'a> {
                 self.downloaded += copied;
                 let detail = format!(
                     "copied {} from {}",
-                    bytesize::ByteSize(copied),
+                    crate::units::size(copied),
                     src.host.name()
                 );
                 return Ok(PhaseOutput::new(copied_steps, detail));
@@ -604,9 +604,7 @@ fn model_seen(
 
 fn pull_output(report: PullReport) -> Result<PhaseOutput> {
     if report.interrupted {
-        return Err(anyhow!(
-            "interrupted: finished parts are kept; run `setup` again to resume"
-        ));
+        return Err(anyhow!(report.interrupted_note("`setup`")));
     }
     if let Some(failure) = report.files.iter().find(|f| f.status == PullStatus::Failed) {
         return Err(anyhow!(
@@ -634,7 +632,7 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
                 format!(
                     "{status} {} ({})",
                     f.dest.display(),
-                    bytesize::ByteSize(f.size)
+                    crate::units::size(f.size)
                 ),
             )
         })
@@ -642,10 +640,10 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
     let detail = match report.dry_run {
         true => format!(
             "{} to download, {} free",
-            bytesize::ByteSize(report.needed_bytes),
-            bytesize::ByteSize(report.free_bytes)
+            crate::units::size(report.needed_bytes),
+            crate::units::size(report.free_bytes)
         ),
-        false => format!("{} downloaded", bytesize::ByteSize(report.fetched_bytes)),
+        false => format!("{} downloaded", crate::units::size(report.fetched_bytes)),
     };
     Ok(PhaseOutput::new(steps, detail))
 }

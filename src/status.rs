@@ -141,7 +141,7 @@ pub fn mark_next(rows: &mut [HostStatus]) {
 }
 
 pub fn render(rows: &[HostStatus]) -> String {
-    let gb = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} GB", b as f64 / 1e9));
+    let gb = |b: Option<u64>| b.map_or("-".to_string(), crate::units::size);
     let mut table = vec![[
         "HOST",
         "URL",
@@ -203,10 +203,20 @@ pub fn render(rows: &[HostStatus]) -> String {
         out += cells.join("  ").trim_end();
         out += "\n";
     }
-    for r in rows.iter().filter(|r| r.error.is_some()) {
-        out += &format!("{}: {}\n", r.host, r.error.as_deref().unwrap_or(""));
-    }
     out
+}
+
+/// Why each unreachable host did not answer, for stderr (the table is the data).
+pub fn errors(rows: &[HostStatus]) -> Vec<anyhow::Error> {
+    rows.iter()
+        .filter_map(|r| {
+            let cause = r.error.as_deref()?;
+            Some(
+                anyhow::anyhow!(cause.to_string())
+                    .context(format!("`{}` did not answer at {}", r.host, r.url)),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

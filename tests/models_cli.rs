@@ -43,6 +43,18 @@ impl Env {
         (doc, out)
     }
 
+    /// A manifest naming `data` at `url` (a server other than the hub).
+    fn manifest_at(&self, url: &str, data: &[u8]) -> PathBuf {
+        let path = self.dir.path().join("other.yaml");
+        let text = format!(
+            "name: test\nmodels:\n  - id: m\n    url: {url}\n    dest: models/checkpoints/m.safetensors\n    size: {}\n    sha256: {}\n",
+            data.len(),
+            sha256_hex(data)
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// Bytes the `.part.json` record names as finished.
     fn recorded(&self) -> u64 {
         let path = PathBuf::from(format!("{}.part.json", self.dest().display()));
@@ -74,6 +86,17 @@ impl Env {
         }
         child
     }
+}
+
+/// Send `signal` (`-INT`, `-TERM`) to a running pull; it must exit 130. Its output.
+fn stop_with(child: Child, signal: &str) -> Output {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    out
 }
 
 fn text(out: &Output) -> String {
@@ -167,12 +190,7 @@ fn sigterm_stops_cleanly_keeps_the_partial_and_says_how_to_resume() {
     let manifest = env.manifest(&data);
     env.hub.rate_limit(Some(4 * MIB as u64));
     let child = env.start_slow_pull(&manifest, 4 * MIB as u64);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let out = stop_with(child, "-TERM");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("run the same command again to resume"),
@@ -222,7 +240,7 @@ fn list_dry_run_pull_and_verify_report_in_json() {
     // Off a terminal: a line per file started and finished, on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("fetching `m` (5.2 MB)") && stderr.contains("fetched `m`: 5.2 MB in"),
+        stderr.contains("fetching `m` (5.24 MB)") && stderr.contains("fetched `m`: 5.24 MB in"),
         "{stderr}"
     );
     let (doc, _) = env.json(&manifest, &["list"]);
@@ -286,4 +304,112 @@ fn the_default_manifest_is_embedded() {
     assert_eq!(doc["manifest"], "sdxl-faceid");
     assert_eq!(doc["files"].as_array().unwrap().len(), 17);
     assert_eq!(doc["total_bytes"], 13_872_302_586u64);
+}
+
+fn part_of(dest: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.part", dest.display()))
+}
+
+/// A server that answers a Range request with the whole file: the run says it starts over
+/// (after it announced the resume of the first whole 4 MiB piece), and the request log shows one plain GET of everything.
+#[test]
+fn a_server_that_ignores_range_is_reported_as_starting_over() {
+    let env = Env::new();
+    let data = bytes_of(10 * MIB, 31);
+    let manifest = env.manifest(&data);
+    std::fs::create_dir_all(env.dest().parent().unwrap()).unwrap();
+    std::fs::write(part_of(&env.dest()), &data[..5 * MIB]).unwrap();
+    env.hub.always(fake_hub::Fault::IgnoreRange);
+    let out = env.run(&manifest, &["pull", "--connections", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming at 4.19 MB"), "{stderr}");
+    assert!(
+        stderr.contains("`m`: server ignores Range: starting over from zero"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(env.dest()).unwrap(), data);
+    let plain = env.hub.gets().iter().filter(|g| g.range.is_none()).count();
+    assert_eq!(plain, 1, "{:?}", env.hub.gets());
+}
+
+/// Without a terminal, every retry is one line on stderr: which try, why, the next wait.
+#[test]
+fn retries_print_one_line_each_without_a_terminal() {
+    let env = Env::new();
+    let data = bytes_of(MIB, 32);
+    let manifest = env.manifest(&data);
+    env.hub.fault("/m", fake_hub::Fault::Status(503));
+    env.hub.fault("/m", fake_hub::Fault::Status(503));
+    let out = env.run(&manifest, &["pull"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let retries: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("failed: HTTP 503"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{stderr}");
+    assert!(
+        retries[0].starts_with("`m`: try 1 of 9 failed: HTTP 503 from `"),
+        "{stderr}"
+    );
+    assert!(
+        retries[1].contains("try 2 of 9") && retries[1].contains("; next in "),
+        "{stderr}"
+    );
+    assert_eq!(env.hub.gets().iter().filter(|g| g.status == 503).count(), 2);
+    assert_eq!(std::fs::read(env.dest()).unwrap(), data);
+}
+
+/// Nothing listens on the port: a few quick tries, then an error that says so, well under
+/// 10 s, and no promise about a partial that was never written.
+#[test]
+fn connection_refused_fails_fast_with_a_hint() {
+    let env = Env::new();
+    let data = bytes_of(1000, 33);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let path = env.manifest_at(&format!("http://127.0.0.1:{port}/m"), &data);
+    let start = Instant::now();
+    let out = env.run(&path, &["pull"]);
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("nothing answers at `127.0.0.1:{port}`")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: check the network"), "{stderr}");
+    assert!(!stderr.contains("partial download is kept"), "{stderr}");
+    assert_eq!(stderr.matches("failed: ").count(), 2, "{stderr}");
+    assert!(!part_of(&env.dest()).exists());
+}
+
+/// Ctrl-C before a byte arrived (the server accepted and never answered): exit 130, and the
+/// message does not promise kept parts; no `.part` is left.
+#[test]
+fn ctrl_c_before_any_byte_says_nothing_is_kept() {
+    let env = Env::new();
+    let data = bytes_of(1000, 34);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/m", listener.local_addr().unwrap());
+    let path = env.manifest_at(&url, &data);
+    let child = env
+        .cmd(&path, &["pull"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_conn, _) = listener.accept().unwrap();
+    let out = stop_with(child, "-INT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing is kept, the next run starts from zero"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("resume"), "{stderr}");
+    assert!(!part_of(&env.dest()).exists());
 }

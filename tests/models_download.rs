@@ -821,3 +821,27 @@ fn a_duplicate_copied_across_filesystems_never_shows_a_partial_copy_under_its_na
     assert!(s.hub.gets().iter().all(|g| g.path != "/b.onnx"));
     assert_eq!(s.pull(&m).files[1].status, PullStatus::Present);
 }
+
+/// A 401 from the CDN the hub redirected to: the token never went there (the request log
+/// shows it), so the hint does not blame the token.
+#[test]
+fn a_401_from_the_cdn_does_not_blame_the_token() {
+    let s = setup();
+    let data = bytes_of(1000, 9);
+    let (cdn, m) = s.one_file_behind_cdn(&data, true);
+    cdn.always(Fault::Status(401));
+    let report = s.pull_with(&m, &s.options(Some("hf_x"), 2)).unwrap();
+    let e = error_text(&report);
+    assert!(
+        e.contains(&format!("HTTP 401 from `{}`", cdn.addr).replace("127.0.0.1", "localhost")),
+        "{e}"
+    );
+    assert!(!e.contains("token was refused"), "{e}");
+    assert!(e.contains("not the cause"), "{e}");
+    assert!(cdn.gets().iter().all(|g| g.authorization.is_none()));
+    assert!(
+        s.hub.seen().iter().any(|g| g.authorization.is_some()),
+        "the hub got it"
+    );
+    assert!(!s.dest().exists());
+}

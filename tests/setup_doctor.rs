@@ -58,7 +58,7 @@ fn doctor_phase_uses_the_playbook_port_manifest_size_and_smoke_tests_the_image()
         "{port_detail}"
     );
     let disk = check(&doc, "disk")["detail"].as_str().unwrap();
-    let needed = bytesize::ByteSize(size).to_string();
+    let needed = lifeos_spark::units::size(size);
     assert!(disk.contains(&format!("need {needed}")), "{disk}");
     assert!(!doc.to_string().contains("gpu_smoke"), "{doc}");
 

@@ -21,13 +21,9 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<ExitCode> {
             assignments,
             create,
         } => {
-            let updates = assignments
-                .iter()
-                .map(|a| envfile::parse_assignment(a))
-                .collect::<Result<_>>()?;
             let opts = SetOptions {
                 file,
-                updates,
+                updates: assignments,
                 create,
                 dry_run: ctx.global.dry_run,
             };

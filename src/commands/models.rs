@@ -34,7 +34,8 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 ctx.printer.print_error(failure);
             }
             if report.interrupted {
-                ctx.printer.warn("interrupted: finished parts are kept beside each file (`.part`); run the same command again to resume");
+                ctx.printer
+                    .warn(report.interrupted_note("the same command"));
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
             Ok(exit(!report.failed()))

@@ -115,6 +115,9 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     crate::status::mark_next(&mut rows);
     ctx.printer
         .emit(&rows, |rows| crate::status::render(rows))?;
+    for err in crate::status::errors(&rows) {
+        ctx.printer.print_error(&err);
+    }
     Ok(if rows.iter().all(|r| r.reachable) {
         ExitCode::SUCCESS
     } else {

@@ -2,12 +2,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
-use bytesize::ByteSize;
 
 use super::Context;
 use crate::cli::{WorkflowsAction, WorkflowsArgs};
 use crate::host::{self, LocalHost};
 use crate::ui::HintExt;
+use crate::units::{count, size};
 use crate::workflows::{self, BackupReport, RestoreReport};
 
 pub fn run(ctx: &Context, args: WorkflowsArgs) -> Result<ExitCode> {
@@ -67,19 +67,23 @@ fn print_backup(ctx: &Context, report: &BackupReport) -> Result<()> {
         return ctx.printer.json_doc(report);
     }
     let what = format!(
-        "{} files ({}) from {} on {}",
-        report.files,
-        ByteSize(report.bytes),
+        "{} ({}) from {} on {}",
+        count(report.files, "file"),
+        size(report.bytes),
         report.folders.join(", "),
         report.host
     );
+    // The archive's path is the data; the summary is for the operator.
     match &report.archive {
-        Some(path) => ctx.printer.data(&format!(
-            "backed up {what} into `{}` ({})",
-            path.display(),
-            ByteSize(report.archive_bytes)
-        )),
-        None => ctx.printer.data(&format!("would back up {what}")),
+        Some(path) => {
+            ctx.printer.status(format!(
+                "backed up {what} into `{}` ({})",
+                path.display(),
+                size(report.archive_bytes)
+            ));
+            ctx.printer.data(&path.display().to_string());
+        }
+        None => ctx.printer.status(format!("would back up {what}")),
     }
     Ok(())
 }
@@ -113,13 +117,22 @@ fn print_restore(ctx: &Context, report: &RestoreReport) -> Result<ExitCode> {
             ctx.printer
                 .status(format!("kept the replaced file as `{}`", b.display()));
         }
+        let restored = match report.dry_run {
+            true => format!("{} would be restored", o.restored.len()),
+            false => format!("{} restored", o.restored.len()),
+        };
+        let written = match report.dry_run {
+            true => String::new(),
+            false => format!(
+                " ({} written, {} verified)",
+                size(o.bytes_written),
+                report.verified
+            ),
+        };
         ctx.printer.status(format!(
-            "{} restored, {} unchanged, {} conflicting ({} written, {} verified) under `{}` on {}",
-            o.restored.len(),
+            "{restored}, {} unchanged, {} conflicting{written} under `{}` on {}",
             o.unchanged.len(),
             o.conflicting.len(),
-            ByteSize(o.bytes_written),
-            report.verified,
             report.root.display(),
             report.host
         ));
@@ -128,9 +141,11 @@ fn print_restore(ctx: &Context, report: &RestoreReport) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     Err(anyhow!(
-        "{} files differ on {} and were left alone",
-        o.conflicting.len(),
-        report.host
+        "{} {} on {} and {} left alone",
+        count(o.conflicting.len(), "file"),
+        if o.conflicting.len() == 1 { "differs" } else { "differ" },
+        report.host,
+        if o.conflicting.len() == 1 { "was" } else { "were" }
     ))
     .hint("compare them, then re-run with `--force` to replace them (the old ones are kept as `<name>.bak-<time>`)")
 }

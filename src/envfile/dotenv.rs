@@ -116,10 +116,8 @@ pub fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// The value as it must be written. Plain values stay bare; anything a loader could read
-/// differently (spaces, `#`, quotes, `$`, backslashes, non-ASCII) is single-quoted, which every
-/// loader takes literally; a value holding `'` is double-quoted with `\` and `"` escaped.
-fn encode(key: &str, value: &str, prefer: Quote) -> Result<String> {
+/// A dotenv value is one line: no line break, no NUL.
+pub fn check_one_line(key: &str, value: &str) -> Result<()> {
     if let Some(bad) = value.chars().find(|c| matches!(c, '\n' | '\r' | '\0')) {
         let what = if bad == '\0' {
             "a NUL byte"
@@ -129,6 +127,14 @@ fn encode(key: &str, value: &str, prefer: Quote) -> Result<String> {
         return Err(anyhow::anyhow!("the value of `{key}` contains {what}"))
             .hint("dotenv values are one line; remove it or encode the value (e.g. base64)");
     }
+    Ok(())
+}
+
+/// The value as it must be written. Plain values stay bare; anything a loader could read
+/// differently (spaces, `#`, quotes, `$`, backslashes, non-ASCII) is single-quoted, which every
+/// loader takes literally; a value holding `'` is double-quoted with `\` and `"` escaped.
+fn encode(key: &str, value: &str, prefer: Quote) -> Result<String> {
+    check_one_line(key, value)?;
     let bare = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_./:@%+,=-".contains(c));

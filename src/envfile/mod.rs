@@ -54,6 +54,8 @@ pub fn parse_assignment(arg: &str) -> Result<(String, String)> {
         .with_context(|| format!("`{arg}` is not KEY=VALUE"))
         .hint("e.g. `COMFYUI_URL=http://192.168.1.101:8188`")?;
     dotenv::check_key(key)?;
+    dotenv::check_one_line(key, value)?;
+    check_lifeos_value(key, value)?;
     Ok((key.to_string(), value.to_string()))
 }
 

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 pub use local::LocalHost;
 pub use ssh::{SshHost, SshOptions};
-pub use target::{HostKeyConfig, SshTarget, StrictHostKeyChecking};
+pub use target::{check_destination, HostKeyConfig, SshTarget, StrictHostKeyChecking};
 
 /// A command to run on a host. Arguments are kept apart and quoted for the remote shell, so a
 /// path with spaces stays one argument on either side.

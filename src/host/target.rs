@@ -79,6 +79,11 @@ fn split_destination(dest: &str) -> Result<(Option<&str>, &str, Option<u16>)> {
     Ok((user, host, port))
 }
 
+/// Checks `[user@]host[:port]` syntax only (for `--host`'s value parser).
+pub fn check_destination(dest: &str) -> Result<()> {
+    split_destination(dest).map(|_| ())
+}
+
 impl SshTarget {
     /// Resolve `dest` against `<home>/.ssh/config`. `home` defaults to `$HOME`, which decides
     /// where `~` is for the config file, the keys and known_hosts.

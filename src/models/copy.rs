@@ -131,7 +131,7 @@ pub fn copy_files(
                 format!(
                     "would copy from {} ({})",
                     from.name(),
-                    bytesize::ByteSize(file.size)
+                    crate::units::size(file.size)
                 ),
             ));
             continue;

@@ -111,7 +111,7 @@ pub async fn fetch(
     let file = req.file;
     let url = Url::parse(&file.url)?;
     let probe = tokio::select! {
-        r = retrying(&opts.retry, || req.transport.probe(&url)) => r.map_err(|e| explain(e, req))?,
+        r = retrying(&opts.retry, |m| progress.line(&format!("`{}`: {m}", file.id)), || req.transport.probe(&url)) => r.map_err(|e| explain(e, req, Kept::Nothing))?,
         _ = cancelled(&mut cancel) => return Err(Interrupted { fetched: 0 }.into()),
     };
     check_probe(&probe, file)?;
@@ -359,6 +359,10 @@ impl<'a> Download<'a> {
                 Ok(()) => return Ok(()),
                 Err(Stop::Restart { validator, whole }) if restarts < MAX_RESTARTS => {
                     restarts += 1;
+                    bar.note(match whole {
+                        true => "server ignores Range: starting over from zero",
+                        false => "the file changed on the server: starting over from zero",
+                    });
                     self.reset(validator, whole);
                     bar.reset(0);
                     sink.handle().checkpoint(self.record()).await?;
@@ -367,7 +371,7 @@ impl<'a> Download<'a> {
                     "the server kept changing `{}` or ignoring ranges; gave up after {MAX_RESTARTS} restarts from zero",
                     redact::url(&self.req.file.url)
                 ),
-                Err(Stop::Fetch(e)) => return Err(explain(e, self.req)),
+                Err(Stop::Fetch(e)) => return Err(explain(e, self.req, Kept::Partial)),
                 Err(Stop::Fail(e)) => return Err(e),
             }
         }
@@ -461,13 +465,20 @@ impl<'a> Download<'a> {
                     ..
                 } if data_url != self.url && !reprobed => {
                     reprobed = true;
-                    let probe =
-                        retrying(&self.opts.retry, || self.req.transport.probe(&self.url)).await?;
+                    let probe = retrying(
+                        &self.opts.retry,
+                        |m| bar.note(m),
+                        || self.req.transport.probe(&self.url),
+                    )
+                    .await?;
                     self.lock().data_url = probe.data_url;
                 }
-                e if e.is_transient() && failures < self.opts.retry.attempts => {
-                    tokio::time::sleep(self.opts.retry.delay(failures, e.retry_after())).await;
+                e if e.is_transient() && failures < e.max_failures(self.opts.retry.attempts) => {
+                    let wait = self.opts.retry.delay(failures, e.retry_after());
                     failures += 1;
+                    let most = e.max_failures(self.opts.retry.attempts);
+                    bar.note(&retry_line(failures, most, &e, wait));
+                    tokio::time::sleep(wait).await;
                 }
                 e => return Err(Stop::Fetch(e)),
             }
@@ -650,13 +661,48 @@ fn check_probe(probe: &Probe, file: &ModelFile) -> Result<()> {
     Ok(())
 }
 
+/// `try 2 of 9 failed: HTTP 503 from `host`; next in 1.21 s`: one line per retry, with or
+/// without a terminal, so a long wait is never silent.
+fn retry_line(failures: u32, most: u32, e: &FetchError, wait: Duration) -> String {
+    format!(
+        "try {failures} of {} failed: {e}; next in {}",
+        most + 1,
+        crate::units::duration(wait)
+    )
+}
+
+/// What a failed fetch leaves for the next run, so the hint promises only that.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    /// It failed before this run wrote a byte.
+    Nothing,
+    /// The `.part` (and its record of finished pieces) is on the host.
+    Partial,
+}
+
+impl Kept {
+    fn resume_note(self) -> &'static str {
+        match self {
+            Kept::Nothing => {
+                "nothing was written: run the same command again once the server answers"
+            }
+            Kept::Partial => "the partial download is kept: run the same command again to resume",
+        }
+    }
+}
+
 /// A fetch error as the operator should read it: what, for which file, and what to do.
-fn explain(e: FetchError, req: &Request<'_>) -> anyhow::Error {
+fn explain(e: FetchError, req: &Request<'_>, kept: Kept) -> anyhow::Error {
     let id = &req.file.id;
-    let has_token = req.transport.hub().has_token();
     match &e {
-        FetchError::Status { status, gated, .. } if !e.is_transient() => {
-            let hint = hub::refusal_hint(*status, *gated, has_token, id);
+        FetchError::Status {
+            status,
+            gated,
+            host,
+            ..
+        } if !e.is_transient() => {
+            let token = req.transport.hub().token_use(host);
+            let hint = hub::refusal_hint(*status, *gated, token, id);
             anyhow!(e)
                 .context(format!(
                     "cannot fetch `{id}` from `{}`",
@@ -664,11 +710,18 @@ fn explain(e: FetchError, req: &Request<'_>) -> anyhow::Error {
                 ))
                 .context(crate::ui::Hint(hint))
         }
+        FetchError::Unreachable(_) => {
+            let host = Url::parse(&req.file.url).map_or("?".into(), |u| super::http::authority(&u));
+            anyhow!(e)
+                .context(format!("cannot fetch `{id}`: nothing answers at `{host}`"))
+                .context(crate::ui::Hint(format!(
+                    "check the network, the `url` of `{id}` in the manifest, `HF_ENDPOINT` and any proxy; {}",
+                    kept.resume_note()
+                )))
+        }
         _ if e.is_transient() => anyhow!(e)
             .context(format!("cannot fetch `{id}`: still failing after retries"))
-            .context(crate::ui::Hint(
-                "the partial download is kept: run the same command again to resume".to_string(),
-            )),
+            .context(crate::ui::Hint(kept.resume_note().to_string())),
         _ => anyhow!(e).context(format!(
             "cannot fetch `{id}` from `{}`",
             redact::url(&req.file.url)
@@ -676,7 +729,11 @@ fn explain(e: FetchError, req: &Request<'_>) -> anyhow::Error {
     }
 }
 
-async fn retrying<T, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, FetchError>
+async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    report: impl Fn(&str),
+    mut attempt: F,
+) -> Result<T, FetchError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, FetchError>>,
@@ -684,9 +741,16 @@ where
     let mut failures = 0;
     loop {
         match attempt().await {
-            Err(e) if e.is_transient() && failures < policy.attempts => {
-                tokio::time::sleep(policy.delay(failures, e.retry_after())).await;
+            Err(e) if e.is_transient() && failures < e.max_failures(policy.attempts) => {
+                let wait = policy.delay(failures, e.retry_after());
                 failures += 1;
+                report(&retry_line(
+                    failures,
+                    e.max_failures(policy.attempts),
+                    &e,
+                    wait,
+                ));
+                tokio::time::sleep(wait).await;
             }
             result => return result,
         }

@@ -28,6 +28,9 @@ pub enum FetchError {
     },
     #[error("{0}")]
     Network(String),
+    /// Nothing answered: connection refused, no route, DNS. Retried briefly, then reported.
+    #[error("{0}")]
+    Unreachable(String),
     /// A 200 to a Range request: the server ignored the range, or (If-Range) the file changed.
     #[error("the server sent the whole file instead of the requested range")]
     RangeIgnored { etag: Option<String> },
@@ -46,9 +49,18 @@ impl FetchError {
             FetchError::Status { status, .. } => {
                 *status == 408 || *status == 429 || (500..600).contains(status)
             }
-            FetchError::Network(_) => true,
+            FetchError::Network(_) | FetchError::Unreachable(_) => true,
             FetchError::WrongLength { got, want } => got < want,
             _ => false,
+        }
+    }
+
+    /// Failed tries in a row before giving up: few when nothing answers at all, since a
+    /// refused connection rarely heals in the minutes a full backoff would wait.
+    pub fn max_failures(&self, attempts: u32) -> u32 {
+        match self {
+            FetchError::Unreachable(_) => attempts.min(2),
+            _ => attempts,
         }
     }
 
@@ -249,7 +261,20 @@ fn network(e: reqwest::Error) -> FetchError {
         source = s.source();
     }
     // reqwest names the URL, credentials included.
-    FetchError::Network(super::redact::text(&text))
+    let text = super::redact::text(&text);
+    match e.is_connect() {
+        true => FetchError::Unreachable(text),
+        false => FetchError::Network(text),
+    }
+}
+
+/// `host[:port]` (the port only when the URL names one): what a status came from.
+pub fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 fn check_status(response: &reqwest::Response) -> Result<(), FetchError> {
@@ -260,7 +285,7 @@ fn check_status(response: &reqwest::Response) -> Result<(), FetchError> {
     let headers = response.headers();
     Err(FetchError::Status {
         status: status.as_u16(),
-        host: response.url().host_str().unwrap_or("?").to_string(),
+        host: authority(response.url()),
         gated: header(headers, "x-error-code".parse().expect("header name")) == Some("GatedRepo"),
         retry_after: header(headers, RETRY_AFTER)
             .and_then(|s| s.trim().parse().ok())

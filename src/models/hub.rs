@@ -20,6 +20,16 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Whether the request that was refused carried the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// No token is configured.
+    None,
+    /// A token is configured, but the refusing host is not the hub, so it never got it.
+    NotSent,
+    Sent,
+}
+
 /// The hub that may receive the token: huggingface.co, or the mirror in `HF_ENDPOINT`.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -70,6 +80,18 @@ impl Hub {
     /// The `Authorization` header for `url`, only when `url` is on the hub itself (same scheme,
     /// host and port). A CDN the hub redirects to never gets it; reqwest also strips it on a
     /// redirect to another host, which the tests check.
+    /// What the token did for a refusal from `authority` (`host[:port]`, as in the error).
+    pub fn token_use(&self, authority: &str) -> TokenUse {
+        match (
+            &self.token,
+            authority == super::http::authority(&self.endpoint),
+        ) {
+            (None, _) => TokenUse::None,
+            (Some(_), false) => TokenUse::NotSent,
+            (Some(_), true) => TokenUse::Sent,
+        }
+    }
+
     pub fn auth_headers(&self, url: &Url) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let same_origin = url.scheme() == self.endpoint.scheme()
@@ -118,8 +140,10 @@ pub fn unquote_etag(etag: &str) -> &str {
 }
 
 /// The advice for a refusal that retrying cannot fix.
-pub fn refusal_hint(status: u16, gated: bool, has_token: bool, id: &str) -> String {
+pub fn refusal_hint(status: u16, gated: bool, token: TokenUse, id: &str) -> String {
+    let has_token = token == TokenUse::Sent;
     match (status, gated, has_token) {
+        (401, _, false) if token == TokenUse::NotSent => "the server refused a link the hub gave (your token only goes to the hub, so it is not the cause): the link may have expired; run the same command again".to_string(),
         (401, _, false) | (403, true, false) => "the repository is gated or private: set `HF_TOKEN` or run `huggingface-cli login` on this machine".to_string(),
         (401, _, true) => "your Hugging Face token was refused: check `HF_TOKEN` or run `huggingface-cli login` again".to_string(),
         (403, true, true) => "the repository is gated and your token is not in its authorized list: accept the conditions on the model page, then retry".to_string(),

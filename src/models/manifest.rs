@@ -101,6 +101,11 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Bytes of every file it names: what a download of the whole set moves.
+    pub fn total_bytes(&self) -> u64 {
+        self.models.iter().map(|m| m.size).sum()
+    }
+
     /// The manifest at `path` on this machine, or the embedded default.
     pub fn load(path: Option<&Path>, allow_unverified: bool) -> Result<Manifest> {
         match path {

@@ -114,8 +114,8 @@ pub fn pull(
             "not enough free space under `{}` on {}: {} to download, {} free",
             root.display(),
             host.name(),
-            bytesize::ByteSize(needed_bytes),
-            bytesize::ByteSize(free_bytes)
+            crate::units::size(needed_bytes),
+            crate::units::size(free_bytes)
         ))
         .hint("free some space, or choose a root on a larger disk with `--root`");
     }

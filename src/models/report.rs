@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use bytesize::ByteSize;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,6 +55,28 @@ pub struct PullReport {
     pub fetched_bytes: u64,
     pub interrupted: bool,
     pub files: Vec<PullEntry>,
+}
+
+impl PullReport {
+    /// Bytes of interrupted files that are on disk for the next run (kept or just received).
+    pub fn kept_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.status == PullStatus::Interrupted)
+            .map(|f| f.reused_bytes + f.fetched_bytes)
+            .sum()
+    }
+
+    /// What an interrupted pull leaves, true either way; `again` is the command to resume.
+    pub fn interrupted_note(&self, again: &str) -> String {
+        match self.kept_bytes() {
+            0 => "interrupted before any byte arrived: nothing is kept, the next run starts from zero".to_string(),
+            n => format!(
+                "interrupted: {} kept beside the files (`.part`); run {again} again to resume",
+                crate::units::size(n)
+            ),
+        }
+    }
 }
 
 impl PullStatus {
@@ -220,12 +241,12 @@ pub fn render_pull(r: &PullReport) -> String {
             let note = match (&f.same_as, f.reused_bytes) {
                 (Some(other), _) => format!("same bytes as `{other}`"),
                 (None, 0) => String::new(),
-                (None, n) => format!("resumed at {}", ByteSize(n)),
+                (None, n) => format!("resumed at {}", crate::units::size(n)),
             };
             vec![
                 f.status.label().to_string(),
                 f.id.clone(),
-                ByteSize(f.size).to_string(),
+                crate::units::size(f.size).to_string(),
                 note,
             ]
         })
@@ -239,10 +260,10 @@ pub fn render_pull(r: &PullReport) -> String {
     };
     out += &format!(
         "{} {verb} into `{}` on {} ({} free)\n",
-        ByteSize(bytes),
+        crate::units::size(bytes),
         r.root.display(),
         r.host,
-        ByteSize(r.free_bytes)
+        crate::units::size(r.free_bytes)
     );
     out
 }
@@ -275,12 +296,12 @@ pub fn render_list(r: &ListReport) -> String {
         .iter()
         .map(|f| {
             let state = match f.state {
-                ListState::Partial => format!("partial ({})", ByteSize(f.partial_bytes)),
+                ListState::Partial => format!("partial ({})", crate::units::size(f.partial_bytes)),
                 s => s.label().to_string(),
             };
             vec![
                 f.id.clone(),
-                ByteSize(f.size).to_string(),
+                crate::units::size(f.size).to_string(),
                 state,
                 f.dest.display().to_string(),
             ]
@@ -290,11 +311,11 @@ pub fn render_list(r: &ListReport) -> String {
     out += &format!(
         "{}: {} of {} present under `{}` on {} ({} on disk when complete)\n",
         r.manifest,
-        ByteSize(r.present_bytes),
-        ByteSize(r.total_bytes),
+        crate::units::size(r.present_bytes),
+        crate::units::size(r.total_bytes),
         r.root.display(),
         r.host,
-        ByteSize(r.disk_bytes)
+        crate::units::size(r.disk_bytes)
     );
     out
 }

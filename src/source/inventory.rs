@@ -517,7 +517,7 @@ pub fn render(plan: &Plan) -> String {
                 Kind::UserFile => "file",
                 Kind::Node => "node",
             },
-            bytesize::ByteSize(i.bytes).to_string(),
+            crate::units::size(i.bytes).to_string(),
             i.name,
             i.note
                 .as_ref()
@@ -528,10 +528,10 @@ pub fn render(plan: &Plan) -> String {
     out += &format!(
         "\ncopy {} files ({}), download {} files ({}), {} already on the destination, {} git clones, {} conflicts, {} not moved\n",
         t.copy_files,
-        bytesize::ByteSize(t.copy_bytes),
+        crate::units::size(t.copy_bytes),
         t.download_files,
-        bytesize::ByteSize(t.download_bytes),
-        bytesize::ByteSize(t.on_destination_bytes),
+        crate::units::size(t.download_bytes),
+        crate::units::size(t.on_destination_bytes),
         t.clones,
         t.conflicts,
         t.not_moved

@@ -116,7 +116,7 @@ pub fn copy_user_files(
                 outcome,
                 format!(
                     "{verb} {n} files ({}), {same} already there",
-                    bytesize::ByteSize(bytes)
+                    crate::units::size(bytes)
                 ),
             )
         })
