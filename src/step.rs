@@ -1,5 +1,6 @@
 //! A change to a host is a step: a read-only check first, then (unless `--dry-run`) the change.
-//! Each reports ok / would-change (with a diff) / changed / skipped / failed, as Ansible does.
+//! Each reports ok / would-change (with a diff) / changed / skipped / failed, as Ansible does;
+//! in a plan, a change that an earlier blocker (a failed doctor check) would stop is `blocked`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ pub enum Outcome {
     Changed,
     Skipped,
     Failed,
+    /// A dry run's change that a real run would not reach: an earlier step failed.
+    Blocked,
 }
 
 impl Outcome {
@@ -28,6 +31,7 @@ impl Outcome {
             Outcome::Changed => "changed",
             Outcome::Skipped => "skipped",
             Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
         }
     }
 }
@@ -165,6 +169,7 @@ pub fn render(reports: &[StepReport], printer: &crate::ui::Printer) -> String {
             Outcome::Ok | Outcome::Skipped => Style::new().green(),
             Outcome::WouldChange | Outcome::Changed => Style::new().yellow(),
             Outcome::Failed => Style::new().red().bold(),
+            Outcome::Blocked => Style::new().red(),
         };
         let label = format!("{:12}", r.outcome.label());
         out += &format!(
