@@ -103,7 +103,7 @@ pub struct SetupReport {
     pub elapsed_ms: u128,
     /// Ctrl-C / SIGTERM stopped the model downloads (finished parts kept).
     pub interrupted: bool,
-    /// The doctor checks that would stop a real run (a plan goes on past them).
+    /// The doctor checks that stop a real run (a plan goes on past them).
     pub blockers: Vec<Blocker>,
 }
 
@@ -725,12 +725,12 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
     Ok(PhaseOutput::new(steps, detail))
 }
 
-/// The blockers' names on top (doctor's lines below give each with its hint), per phase a
-/// line, then Ansible's recap line and the blockers' names again.
+/// In a plan, the blockers' names on top (doctor's lines below give each with its hint); per
+/// phase a line, then Ansible's recap line and the blockers' names again.
 pub fn render(report: &SetupReport) -> String {
     let mut out = String::new();
     let names: Vec<&str> = report.blockers.iter().map(|b| b.check.as_str()).collect();
-    if !names.is_empty() {
+    if !names.is_empty() && report.dry_run {
         out += &format!(
             "blocked: a real run stops at doctor ({} failed: see below); the plan goes on\n\n",
             names.join(", ")

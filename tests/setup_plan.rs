@@ -46,14 +46,38 @@ fn steps(phase: &Value) -> &Vec<Value> {
     phase["steps"].as_array().unwrap()
 }
 
+fn blockers(doc: &Value) -> Vec<&str> {
+    (doc["blockers"].as_array().unwrap().iter())
+        .map(|b| b["check"].as_str().unwrap())
+        .collect()
+}
+
+/// The operator, an unprepared host `bare`, and a small manifest.
+struct Bare {
+    client: ClientHome,
+    server: SshServer,
+    manifest: String,
+    _dir: tempfile::TempDir,
+}
+
+fn bare() -> Option<Bare> {
+    let client = ClientHome::new();
+    let server = unprepared_host(&client, "bare")?;
+    let dir = tempfile::tempdir().unwrap();
+    Some(Bare {
+        manifest: small_manifest(dir.path()),
+        client,
+        server,
+        _dir: dir,
+    })
+}
+
 #[test]
 fn dry_run_on_a_host_without_gpu_or_docker_plans_every_phase_and_names_the_blockers() {
-    let client = ClientHome::new();
-    let Some(server) = unprepared_host(&client, "bare") else {
+    let Some(b) = bare() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = small_manifest(dir.path());
+    let (client, server, manifest) = (&b.client, &b.server, &b.manifest);
     let home = server.home();
     let before = file_states(&home);
     let plan = |json: bool| {
@@ -62,7 +86,7 @@ fn dry_run_on_a_host_without_gpu_or_docker_plans_every_phase_and_names_the_block
         if json {
             cmd.arg("--json");
         }
-        cmd.args(["setup", "--manifest", &manifest])
+        cmd.args(["setup", "--manifest", manifest])
             .output()
             .unwrap()
     };
@@ -70,13 +94,8 @@ fn dry_run_on_a_host_without_gpu_or_docker_plans_every_phase_and_names_the_block
     let out = plan(true);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc = json(&out);
-    let blockers: Vec<&str> = (doc["blockers"].as_array().unwrap().iter())
-        .map(|b| b["check"].as_str().unwrap())
-        .collect();
-    assert!(
-        blockers.contains(&"gpu") && blockers.contains(&"docker"),
-        "{doc}"
-    );
+    let names = blockers(&doc);
+    assert!(names.contains(&"gpu") && names.contains(&"docker"), "{doc}");
     assert!(
         doc["blockers"][0]["hint"].as_str().is_some(),
         "each blocker has its hint: {doc}"
@@ -156,12 +175,10 @@ fn dry_run_on_a_host_without_gpu_or_docker_plans_every_phase_and_names_the_block
 
 #[test]
 fn dry_run_with_gpu_none_is_blocked_by_docker_alone() {
-    let client = ClientHome::new();
-    let Some(server) = unprepared_host(&client, "bare") else {
+    let Some(b) = bare() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = small_manifest(dir.path());
+    let (client, server, manifest) = (&b.client, &b.server, &b.manifest);
     let before = file_states(&server.home());
     let out = client
         .lifeos()
@@ -174,15 +191,12 @@ fn dry_run_with_gpu_none_is_blocked_by_docker_alone() {
             "--gpu",
             "none",
         ])
-        .args(["--manifest", &manifest])
+        .args(["--manifest", manifest])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc = json(&out);
-    let blockers: Vec<&str> = (doc["blockers"].as_array().unwrap().iter())
-        .map(|b| b["check"].as_str().unwrap())
-        .collect();
-    assert_eq!(blockers, ["docker"], "{doc}");
+    assert_eq!(blockers(&doc), ["docker"], "{doc}");
     let up = phase(&doc, "up");
     assert_eq!(up["outcome"], "blocked", "{up}");
     assert!(
