@@ -175,15 +175,7 @@ pub fn run<P: PhaseId, C>(
 
 /// In a plan after a blocker: each change is one a real run would not reach.
 fn block_changes(out: &mut PhaseOutput, why: &str) {
-    let mut any = false;
-    for s in out.steps.iter_mut() {
-        if matches!(s.outcome, Outcome::WouldChange | Outcome::Changed) {
-            s.outcome = Outcome::Blocked;
-            s.detail = format!("{} — blocked: {why}", s.detail);
-            any = true;
-        }
-    }
-    if any {
+    if crate::step::block(&mut out.steps, why) {
         out.detail = format!("{} — blocked: {why}", out.detail);
     }
 }

@@ -346,7 +346,13 @@ impl<'a> Deployment<'a> {
         mode: Mode,
         printer: &Printer,
     ) -> Result<Vec<StepReport>> {
-        let docker = self.ready_for_gpu()?;
+        let docker = match self.ready_for_gpu() {
+            Ok(docker) => docker,
+            Err(e) if mode.dry_run => {
+                return self.plan_up_blocked(&e, (url, rebuild, mode), printer)
+            }
+            Err(e) => return Err(e),
+        };
         let mut reports = self.write_files(Some(&docker), mode, printer)?;
         reports.extend(self.start(&docker, url, rebuild, mode, printer)?);
         Ok(reports)
@@ -385,15 +391,40 @@ impl<'a> Deployment<'a> {
         Ok(reports)
     }
 
+    /// `up`'s plan when Docker is not usable for the service: the files (Compose still
+    /// validates when the host has it), then the start (checked when the daemon answers), all
+    /// blocked by `err` (said once, on stderr, with its hint).
+    fn plan_up_blocked(
+        &self,
+        err: &anyhow::Error,
+        plan: (&str, bool, Mode),
+        printer: &Printer,
+    ) -> Result<Vec<StepReport>> {
+        let (url, rebuild, mode) = plan;
+        printer.print_error(err);
+        printer.status("a real `up` stops there; the plan goes on");
+        let probed = docker::probe(self.host).ok();
+        let mut reports = self.write_files(probed.as_ref(), mode, printer)?;
+        match probed.filter(|d| d.reachable) {
+            Some(docker) => reports.extend(self.start(&docker, url, rebuild, mode, printer)?),
+            None => reports.extend(self.plan_start_unchecked()),
+        }
+        crate::step::block(
+            &mut reports,
+            "Docker is not usable for this service (see above)",
+        );
+        Ok(reports)
+    }
+
     /// `start`'s plan when Docker cannot be asked (no client, no daemon): what a real run would
     /// do, unchecked.
-    pub fn plan_start_unchecked(&self, why: &str) -> Vec<StepReport> {
+    pub fn plan_start_unchecked(&self) -> Vec<StepReport> {
         vec![
             StepReport::new(
                 format!("image {}", self.playbook.image),
                 Outcome::WouldChange,
                 format!(
-                    "would build from {} unless present (not checked: {why})",
+                    "would build from {} unless present (not checked: no usable Docker)",
                     self.playbook.base_image
                 ),
             ),

@@ -207,11 +207,11 @@ impl<'a> Run<'a> {
             Phase::Up => {
                 let (docker, blocked_by) = self.docker()?;
                 let d = self.d();
-                let steps = match (docker.filter(|d| d.reachable), &blocked_by) {
-                    (Some(docker), _) => {
+                let steps = match docker.filter(|d| d.reachable) {
+                    Some(docker) => {
                         d.start(&docker, &self.url, false, self.opts.mode, self.printer)?
                     }
-                    (None, why) => d.plan_start_unchecked(why.as_deref().unwrap_or_default()),
+                    None => d.plan_start_unchecked(),
                 };
                 let mut out = PhaseOutput::from(steps);
                 out.blocked_by = blocked_by;

@@ -160,6 +160,20 @@ impl FileStep<'_> {
     }
 }
 
+/// In a plan: each change in `steps` is one a real run would not reach, for `why`. Whether
+/// any was.
+pub fn block(steps: &mut [StepReport], why: &str) -> bool {
+    let mut any = false;
+    for s in steps {
+        if matches!(s.outcome, Outcome::WouldChange | Outcome::Changed) {
+            s.outcome = Outcome::Blocked;
+            s.detail = format!("{} — blocked: {why}", s.detail);
+            any = true;
+        }
+    }
+    any
+}
+
 /// One line per step (`ok`, `changed`, ...), diffs under the steps that have one.
 pub fn render(reports: &[StepReport], printer: &crate::ui::Printer) -> String {
     use console::Style;

@@ -10,6 +10,7 @@ use crate::inventory::Selected;
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::status::HostStatus;
+use crate::step::Outcome;
 use crate::ui::UsageError;
 
 /// Which playbook a command uses when none is named.
@@ -84,7 +85,13 @@ pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let url = url_for(&d, args.url)?;
     let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
     ctx.print_steps(host.name(), &reports)?;
-    Ok(ExitCode::SUCCESS)
+    // A plan whose changes Docker would block is a run that would fail.
+    Ok(
+        match reports.iter().any(|r| r.outcome == Outcome::Blocked) {
+            true => ExitCode::FAILURE,
+            false => ExitCode::SUCCESS,
+        },
+    )
 }
 
 pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
