@@ -200,6 +200,17 @@ fn git_part_and_list_over_ssh_need_no_gpu() {
             .output()
             .unwrap()
     };
+    // With the requirements: the plan lists the clones, and pip blocked (no Docker), exit 1.
+    let plan = nodes_cmd(&["install", "--dry-run"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(text.contains("NodeA: would clone"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("blocked") && l.contains("pip: would install")),
+        "{text}"
+    );
+    assert!(!server.home().join("comfyui").exists());
     let out = nodes_cmd(&["install", "--no-deps"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The default playbook's root, `~/comfyui`, is the remote home's.

@@ -342,14 +342,14 @@ pub fn install(
     }
     let docker = match service::ready_docker(d.host) {
         Ok(docker) => docker,
-        // A plan on a host without a usable Docker: the git part above is the plan; pip
-        // needs the container.
+        // A plan on a host without a usable Docker: the git part above is the plan; pip needs
+        // the container, so a real run would stop there.
         Err(e) if mode.dry_run => {
             reports.push(StepReport::new(
                 "pip",
-                Outcome::WouldChange,
+                Outcome::Blocked,
                 format!(
-                    "would install the nodes' requirements once ComfyUI runs (not checked: {})",
+                    "would install the nodes' requirements in the container — blocked: {}",
                     crate::ui::one_line(&e)
                 ),
             ));
