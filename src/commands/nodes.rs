@@ -6,7 +6,6 @@ use super::service::{deployment, url_for, Pick};
 use super::Context;
 use crate::cli::NodesCommand;
 use crate::nodes::{self, manifest::NodeList, InstallOptions};
-use crate::step::Outcome;
 
 pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
     let host = ctx.host()?;
@@ -21,13 +20,7 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
             };
             let reports = nodes::install(&d, &list, &url, opts, ctx.step_mode(), &ctx.printer)?;
             ctx.print_steps(host.name(), &reports)?;
-            // A plan a real run would not finish (no usable Docker for pip) fails.
-            Ok(
-                match reports.iter().any(|r| r.outcome == Outcome::Blocked) {
-                    true => ExitCode::FAILURE,
-                    false => ExitCode::SUCCESS,
-                },
-            )
+            Ok(super::steps_exit(&reports))
         }
         NodesCommand::List(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;

@@ -10,7 +10,6 @@ use crate::inventory::Selected;
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::status::HostStatus;
-use crate::step::Outcome;
 use crate::ui::UsageError;
 
 /// Which playbook a command uses when none is named.
@@ -85,13 +84,7 @@ pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let url = url_for(&d, args.url)?;
     let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
     ctx.print_steps(host.name(), &reports)?;
-    // A plan whose changes Docker would block is a run that would fail.
-    Ok(
-        match reports.iter().any(|r| r.outcome == Outcome::Blocked) {
-            true => ExitCode::FAILURE,
-            false => ExitCode::SUCCESS,
-        },
-    )
+    Ok(super::steps_exit(&reports))
 }
 
 pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
