@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use lifeos_spark::cli::Cli;
 use lifeos_spark::ui::UsageError;
@@ -10,17 +10,14 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     // clap prints its own usage errors and exits with 2.
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = lifeos_spark::envelope::command_path(&matches);
     let (printer, result) = lifeos_spark::commands::run(cli);
+    printer.finish(&command, &result);
     match result {
         Ok(code) => code,
-        Err(err) => {
-            printer.print_error(&err);
-            if err.downcast_ref::<UsageError>().is_some() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Err(err) if err.downcast_ref::<UsageError>().is_some() => ExitCode::from(EXIT_USAGE),
+        Err(_) => ExitCode::FAILURE,
     }
 }

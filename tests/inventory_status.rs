@@ -57,7 +57,8 @@ fn json(out: &std::process::Output) -> Value {
 }
 
 fn row<'a>(rows: &'a Value, host: &str) -> &'a Value {
-    rows.as_array()
+    rows["hosts"]
+        .as_array()
         .unwrap()
         .iter()
         .find(|r| r["host"] == host)
@@ -74,7 +75,7 @@ fn status_marks_the_least_loaded_host_with_priority_breaking_ties() {
     assert_eq!(row(&rows, "busy")["queue_pending"], 3);
     assert_eq!(row(&rows, "spark")["device"], GB10);
     assert_eq!(row(&rows, "spark")["memory_unified"], true);
-    let next: Vec<&Value> = rows
+    let next: Vec<&Value> = rows["hosts"]
         .as_array()
         .unwrap()
         .iter()
@@ -103,7 +104,7 @@ fn status_limit_selects_by_group_and_by_name() {
     let hosts = |limit: &str| -> Vec<String> {
         let out = f.run(&["--limit", limit, "status", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        json(&out)
+        json(&out)["hosts"]
             .as_array()
             .unwrap()
             .iter()

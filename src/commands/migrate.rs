@@ -37,7 +37,14 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     let report = migrate::migrate(&from, &to, &local, opts, &ctx.printer)?;
     ctx.printer.emit(&report, migrate::render)?;
     Ok(if report.failed() {
-        ExitCode::FAILURE
+        let setup = report.setup.as_ref().map(|s| s.phases.as_slice());
+        let phases = match setup {
+            Some(s) if s.iter().any(|p| p.outcome == crate::step::Outcome::Failed) => {
+                super::failed_phases(s)
+            }
+            _ => super::failed_phases(&report.phases),
+        };
+        ctx.failure(phases)
     } else {
         ExitCode::SUCCESS
     })
@@ -57,6 +64,6 @@ fn rollback(ctx: &Context, local: &LocalHost, args: &MigrateArgs) -> Result<Exit
         ctx.global.dry_run,
         &ctx.printer,
     )?;
-    ctx.print_steps("local", &steps)?;
+    ctx.print_steps(&steps)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::status::HostStatus;
 use crate::ui::UsageError;
+use crate::units;
 
 /// The named playbook, or the one for the GPU the host has.
 fn playbook_for(host: &dyn Host, args: &ServiceArgs) -> Result<Playbook> {
@@ -53,7 +54,7 @@ pub fn compose(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     warn_if_exposed(ctx, &d);
     let docker = service::ready_docker(host.as_ref())?;
     let reports = d.write_files(&docker, ctx.step_mode(), &ctx.printer)?;
-    ctx.print_steps(host.name(), &reports)?;
+    ctx.print_steps(&reports)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,7 +72,7 @@ pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     warn_if_exposed(ctx, &d);
     let url = url_for(&d, args.url)?;
     let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
-    ctx.print_steps(host.name(), &reports)?;
+    ctx.print_steps(&reports)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -79,7 +80,7 @@ pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
     let d = deployment(ctx, host.as_ref(), &args)?;
     let reports = d.down(ctx.step_mode())?;
-    ctx.print_steps(host.name(), &reports)?;
+    ctx.print_steps(&reports)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -101,6 +102,9 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "`--url` names one ComfyUI; give `--host` once with it".into()
                 ));
             }
+            if let [one] = hosts.as_slice() {
+                ctx.printer.out.set_host(one);
+            }
             let mut targets = Vec::new();
             for h in hosts {
                 let url = match &args.url {
@@ -114,14 +118,17 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     };
     crate::status::mark_next(&mut rows);
     ctx.printer
-        .emit(&rows, |rows| crate::status::render(rows))?;
+        .emit_field("hosts", &rows, |rows| crate::status::render(rows))?;
     for err in crate::status::errors(&rows) {
         ctx.printer.print_error(&err);
     }
-    Ok(if rows.iter().all(|r| r.reachable) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let down = rows.iter().filter(|r| !r.reachable).count();
+    Ok(match down {
+        0 => ExitCode::SUCCESS,
+        _ => ctx.failure(format!(
+            "{down} of {} did not answer",
+            units::count(rows.len(), "host")
+        )),
     })
 }
 

@@ -64,7 +64,7 @@ fn print_backup(ctx: &Context, report: &BackupReport) -> Result<()> {
             .warn(format!("skipped `{}`: {}", s.path, s.reason));
     }
     if ctx.printer.json {
-        return ctx.printer.json_doc(report);
+        return ctx.printer.to_document(report);
     }
     let what = format!(
         "{} ({}) from {} on {}",
@@ -95,7 +95,7 @@ fn print_restore(ctx: &Context, report: &RestoreReport) -> Result<ExitCode> {
     }
     let o = &report.outcome;
     if ctx.printer.json {
-        ctx.printer.json_doc(report)?;
+        ctx.printer.to_document(report)?;
     } else {
         let lines: String = [
             (

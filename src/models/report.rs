@@ -113,6 +113,11 @@ pub enum VerifyStatus {
 }
 
 impl VerifyStatus {
+    /// The file matches what the manifest can tell (a size-only entry has no hash to check).
+    pub fn is_ok(self) -> bool {
+        matches!(self, VerifyStatus::Ok | VerifyStatus::SizeOnly)
+    }
+
     /// The kebab-case name, as in `--json` and the tables.
     pub fn label(self) -> &'static str {
         match self {
