@@ -20,6 +20,25 @@ pub enum Outcome {
     Failed,
 }
 
+/// A finer word for how something ended (`fetched`, `wrong-hash`, `warn`), which `--json` shows
+/// beside its outcome in the one vocabulary.
+pub trait Finer: Serialize {
+    fn outcome(&self) -> Outcome;
+}
+
+/// For `#[serde(flatten, serialize_with = ...)]`: `"status": <outcome>, "<key>": <finer word>`.
+pub fn status_and<S: serde::Serializer, T: Finer>(
+    key: &'static str,
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(2))?;
+    map.serialize_entry("status", &value.outcome())?;
+    map.serialize_entry(key, value)?;
+    map.end()
+}
+
 impl Outcome {
     pub fn label(self) -> &'static str {
         match self {
