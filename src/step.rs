@@ -58,6 +58,12 @@ pub struct StepReport {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The bytes the step moves (or would move), as a number beside `detail`'s words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// How long the step took, where `detail` says it in words (a generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
 }
 
 impl StepReport {
@@ -67,6 +73,15 @@ impl StepReport {
             outcome,
             detail: detail.into(),
             diff: None,
+            bytes: None,
+            elapsed_ms: None,
+        }
+    }
+
+    pub fn with_bytes(self, bytes: u64) -> StepReport {
+        StepReport {
+            bytes: Some(bytes),
+            ..self
         }
     }
 }

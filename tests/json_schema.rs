@@ -465,6 +465,9 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
         ],
     );
     assert_eq!(doc["phases"].as_array().unwrap().len(), 7, "{doc}");
+    let models = support::phase(&doc, "models");
+    assert_eq!(models["steps"][0]["outcome"], "would_change", "{models}");
+    assert_eq!(models["steps"][0]["bytes"], 5, "{models}");
     w.case("setup", false, &["--host", &closed_host, "setup"]);
     w.case(
         "verify",

@@ -40,12 +40,15 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 ctx.printer.out.set_failure(note, None);
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
-            let failed = report.files.iter().filter(|f| f.failure.is_some()).count();
-            Ok(exit(ctx, failed == 0, || {
+            let failed = report
+                .files
+                .iter()
+                .filter(|f| f.status == report::PullStatus::Failed)
+                .count();
+            Ok(exit(ctx, !report.failed(), || {
                 format!(
-                    "{} of {} failed",
-                    units::count(failed, "file"),
-                    report.files.len()
+                    "{failed} of {} failed",
+                    units::count(report.files.len(), "file")
                 )
             }))
         }
@@ -55,10 +58,10 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
             output(ctx, &report, report::render_verify)?;
             let bad = report.files.iter().filter(|f| !f.status.is_ok()).count();
             Ok(exit(ctx, report.ok, || {
+                let verb = if bad == 1 { "does" } else { "do" };
                 format!(
-                    "{} of {} do not match the manifest",
-                    units::count(bad, "file"),
-                    report.files.len()
+                    "{bad} of {} {verb} not match the manifest",
+                    units::count(report.files.len(), "file")
                 )
             }))
         }
