@@ -140,6 +140,45 @@ impl Collected {
     }
 }
 
+/// The document for arguments clap refused, when they ask for `--json` (clap then prints its
+/// own message on stderr and exits 2). None for `--help`/`--version` and without `--json`.
+pub fn usage_error(args: &[String], err: &clap::Error) -> Option<Envelope> {
+    if !err.use_stderr() || !args.iter().any(|a| a == "--json") {
+        return None;
+    }
+    // The subcommand words among the arguments, as far as they name subcommands.
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut words = Vec::new();
+    for arg in args.iter().skip(1) {
+        let Some(sub) = cmd.find_subcommand(arg).cloned() else {
+            continue;
+        };
+        words.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    let command = words.join(" ");
+    let text = err.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    // A hint our value parsers add (`  hint: ...`), else where to read the usage.
+    let hint = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hint: "))
+        .map(String::from)
+        .unwrap_or_else(|| format!("see `lifeos-spark {command} --help`").replace("  ", " "));
+    Some(Envelope {
+        host: None,
+        dry_run: args.iter().any(|a| a == "--dry-run"),
+        ok: false,
+        data: Map::new(),
+        error: Some(ErrorDoc {
+            message: first.strip_prefix("error: ").unwrap_or(first).to_string(),
+            causes: Vec::new(),
+            hint: Some(hint),
+        }),
+        command,
+    })
+}
+
 /// The subcommand path the arguments chose, e.g. `models pull` (`lifeos-spark` alone: empty).
 pub fn command_path(matches: &clap::ArgMatches) -> String {
     let mut words = Vec::new();

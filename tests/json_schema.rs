@@ -596,6 +596,24 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
     let doc = w.case("man", true, &["man"]);
     assert!(doc["page"].as_str().unwrap().contains(".TH"));
 
+    // Usage errors, refused by clap (exit 2, its message on stderr) or by the command (two
+    // `--host` for a one-host command): the same document, nothing touched.
+    for (command, args) in [
+        ("env set", &["env", "set", "NOEQ", "--file", &env][..]),
+        ("doctor", &["--host", "u@h:abc", "doctor"][..]),
+        ("doctor", &["--host", "a", "--host", "b", "doctor"][..]),
+    ] {
+        let out = w.run_with(&w.docker, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let doc = w.check(&out, args);
+        assert_eq!(doc["command"], command, "{doc}");
+        assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap(),
+        "COMFYUI_URL=http://b:2\n"
+    );
+
     // Every subcommand with `--json` ran both ways (bar those that cannot fail), and nothing else.
     let wanted: BTreeSet<(String, bool)> = json_commands()
         .into_iter()
