@@ -34,10 +34,9 @@ where
 /// The error's messages joined with `: `, without its hint: a one-line detail for a report
 /// (the hint is printed with the error itself).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
-    err.chain()
-        .map(|e| e.to_string())
-        .filter(|m| Some(m) != hint.as_ref())
+    let doc = crate::envelope::ErrorDoc::of(err);
+    std::iter::once(doc.message)
+        .chain(doc.causes)
         .collect::<Vec<_>>()
         .join(": ")
 }
