@@ -20,8 +20,8 @@ const RESERVED: [&str; 5] = ["command", "host", "dry_run", "ok", "error"];
 pub struct Envelope {
     /// The subcommand path, e.g. `models pull`.
     pub command: String,
-    /// The host the command acted on (`--host` resolved), or null when it acted on several or
-    /// named its hosts otherwise (`migrate --from/--to`, `workflows transfer`, an inventory).
+    /// The host the command acted on (`--host` resolved; the destination of `migrate` and
+    /// `workflows transfer`), or null when it acted on several (an inventory) or none (`pool`).
     pub host: Option<String>,
     pub dry_run: bool,
     /// True exactly when the exit code is 0.

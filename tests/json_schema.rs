@@ -532,7 +532,7 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
             "--no-generate",
         ],
     );
-    assert!(doc["host"].is_null() && doc["from"] == "local", "{doc}");
+    assert!(doc["host"] == "local" && doc["from"] == "local", "{doc}");
     w.case(
         "migrate",
         false,

@@ -20,6 +20,8 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     };
     let from: Arc<dyn Host> = Arc::from(ctx.connect(from)?);
     let to: Arc<dyn Host> = Arc::from(ctx.connect(to)?);
+    // The host that changes; the report's `from` and `to` name both ends.
+    ctx.printer.out.set_host(to.name());
     let opts = MigrateOptions {
         from_playbook: args.from_playbook,
         from_root: args.from_root,

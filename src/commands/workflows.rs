@@ -35,6 +35,8 @@ pub fn run(ctx: &Context, args: WorkflowsArgs) -> Result<ExitCode> {
         } => {
             let from = host::connect(&from, &ctx.ssh_options())?;
             let to = host::connect(&to, &ctx.ssh_options())?;
+            // The host that changes; the report's `from` names the source.
+            ctx.printer.out.set_host(to.name());
             let report = workflows::transfer(
                 from.as_ref(),
                 &from_root,
