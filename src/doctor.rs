@@ -35,6 +35,19 @@ pub enum Status {
     Fail,
 }
 
+fn level<S: serde::Serializer>(s: &Status, ser: S) -> Result<S::Ok, S::Error> {
+    crate::step::status_and("level", s, ser)
+}
+
+impl crate::step::Finer for Status {
+    fn outcome(&self) -> crate::step::Outcome {
+        match self {
+            Status::Ok | Status::Warn => crate::step::Outcome::Ok,
+            Status::Fail => crate::step::Outcome::Failed,
+        }
+    }
+}
+
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +61,8 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: &'static str,
+    /// `"status"` in the vocabulary (a warning is `ok`), `"level"` the finer word.
+    #[serde(flatten, serialize_with = "level")]
     pub status: Status,
     pub detail: String,
     pub hint: Option<String>,

@@ -20,6 +20,19 @@ pub enum HostState {
     Unreachable,
 }
 
+fn detail<S: serde::Serializer>(s: &HostState, ser: S) -> Result<S::Ok, S::Error> {
+    crate::step::status_and("detail", s, ser)
+}
+
+impl crate::step::Finer for HostState {
+    fn outcome(&self) -> Outcome {
+        match self {
+            HostState::Ok => Outcome::Ok,
+            HostState::Failed | HostState::Unreachable => Outcome::Failed,
+        }
+    }
+}
+
 /// Ansible's recap counters.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Counts {
@@ -50,11 +63,13 @@ impl Counts {
 #[derive(Debug, Serialize)]
 pub struct HostResult {
     pub host: String,
+    /// `"status"` in the vocabulary (unreachable is `failed`), `"detail"` the finer word.
+    #[serde(flatten, serialize_with = "detail")]
     pub state: HostState,
     pub counts: Counts,
     pub elapsed_ms: u128,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<crate::envelope::ErrorDoc>,
     pub result: serde_json::Value,
     #[serde(skip)]
     pub text: String,
@@ -77,7 +92,7 @@ impl HostResult {
                 ..Counts::default()
             },
             elapsed_ms: 0,
-            error: Some(crate::ui::one_line(err)),
+            error: Some(crate::envelope::ErrorDoc::of(err)),
             result: serde_json::Value::Null,
             text: printer.render_error(err),
         }

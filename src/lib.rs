@@ -15,6 +15,7 @@ pub mod connection_info;
 pub mod defaults;
 pub mod docker;
 pub mod doctor;
+pub mod envelope;
 pub mod envfile;
 pub mod file_change;
 pub mod fleet;

@@ -154,12 +154,7 @@ mod tests {
     use crate::host::LocalHost;
 
     fn quiet() -> Printer {
-        Printer {
-            verbosity: crate::ui::Verbosity::Quiet,
-            json: false,
-            color: false,
-            progress_bars: false,
-        }
+        Printer::plain(crate::ui::Verbosity::Quiet)
     }
 
     #[test]

@@ -560,14 +560,17 @@ impl<'a> Run<'a> {
                 let comfy = s
                     .comfyui_seconds
                     .map_or(String::new(), |c| format!(", {c:.1} s in ComfyUI"));
-                StepReport::new(
-                    format!("generate {}", s.name),
-                    Outcome::Ok,
-                    format!(
-                        "{}x{} PNG {} in {:.1} s{comfy}",
-                        s.width, s.height, s.image.filename, s.seconds
-                    ),
-                )
+                StepReport {
+                    elapsed_ms: Some((s.seconds * 1000.0).round() as u64),
+                    ..StepReport::new(
+                        format!("generate {}", s.name),
+                        Outcome::Ok,
+                        format!(
+                            "{}x{} PNG {} in {:.1} s{comfy}",
+                            s.width, s.height, s.image.filename, s.seconds
+                        ),
+                    )
+                }
             })
             .collect();
         Ok((steps, Some(report.seconds_per_image)))
@@ -694,24 +697,17 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
         .files
         .iter()
         .map(|f| {
-            let outcome = match f.status {
-                PullStatus::Present => Outcome::Ok,
-                PullStatus::Fetched | PullStatus::Linked => Outcome::Changed,
-                PullStatus::WouldFetch | PullStatus::WouldLink | PullStatus::WouldVerify => {
-                    Outcome::WouldChange
-                }
-                PullStatus::Failed | PullStatus::Interrupted => Outcome::Failed,
-            };
             let status = f.status.label();
             StepReport::new(
                 format!("model {}", f.id),
-                outcome,
+                crate::step::Finer::outcome(&f.status),
                 format!(
                     "{status} {} ({})",
                     f.dest.display(),
                     crate::units::size(f.size)
                 ),
             )
+            .with_bytes(f.size)
         })
         .collect();
     let detail = match report.dry_run {

@@ -23,6 +23,25 @@ pub enum Outcome {
     Blocked,
 }
 
+/// A finer word for how something ended (`fetched`, `wrong-hash`, `warn`), which `--json` shows
+/// beside its outcome in the one vocabulary.
+pub trait Finer: Serialize {
+    fn outcome(&self) -> Outcome;
+}
+
+/// For `#[serde(flatten, serialize_with = ...)]`: `"status": <outcome>, "<key>": <finer word>`.
+pub fn status_and<S: serde::Serializer, T: Finer>(
+    key: &'static str,
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(2))?;
+    map.serialize_entry("status", &value.outcome())?;
+    map.serialize_entry(key, value)?;
+    map.end()
+}
+
 impl Outcome {
     pub fn label(self) -> &'static str {
         match self {
@@ -43,6 +62,12 @@ pub struct StepReport {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The bytes the step moves (or would move), as a number beside `detail`'s words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// How long the step took, where `detail` says it in words (a generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
 }
 
 impl StepReport {
@@ -52,6 +77,15 @@ impl StepReport {
             outcome,
             detail: detail.into(),
             diff: None,
+            bytes: None,
+            elapsed_ms: None,
+        }
+    }
+
+    pub fn with_bytes(self, bytes: u64) -> StepReport {
+        StepReport {
+            bytes: Some(bytes),
+            ..self
         }
     }
 }

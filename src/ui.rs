@@ -34,10 +34,9 @@ where
 /// The error's messages joined with `: `, without its hint: a one-line detail for a report
 /// (the hint is printed with the error itself).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
-    err.chain()
-        .map(|e| e.to_string())
-        .filter(|m| Some(m) != hint.as_ref())
+    let doc = crate::envelope::ErrorDoc::of(err);
+    std::iter::once(doc.message)
+        .chain(doc.causes)
         .collect::<Vec<_>>()
         .join(": ")
 }
@@ -69,6 +68,8 @@ pub struct Printer {
     /// Progress bars only on a terminal, never with `--no-progress`, `--json` or `-v`
     /// (bars and log lines would interleave).
     pub progress_bars: bool,
+    /// What the command hands over for its `--json` document (printed once, by `finish`).
+    pub out: crate::envelope::Collected,
 }
 
 impl Printer {
@@ -82,6 +83,18 @@ impl Printer {
             json,
             color,
             progress_bars: tty && !no_progress && !json && verbosity == Verbosity::Normal,
+            out: Default::default(),
+        }
+    }
+
+    /// No colour, bars, prompts or JSON: for tests and buffered output.
+    pub fn plain(verbosity: Verbosity) -> Self {
+        Printer {
+            verbosity,
+            json: false,
+            color: false,
+            progress_bars: false,
+            out: Default::default(),
         }
     }
 
@@ -107,8 +120,12 @@ impl Printer {
         );
     }
 
-    /// Data for stdout (tables, files, JSON documents).
+    /// Text data for stdout (tables, files). Nothing with `--json`: there stdout carries only the
+    /// one document `finish` prints.
     pub fn data(&self, text: &str) {
+        if self.json {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         if !text.ends_with('\n') {
@@ -116,24 +133,58 @@ impl Printer {
         }
     }
 
-    /// The result of a command: one JSON document with `--json`, else its text rendering.
+    /// The result of a command: its fields join the `--json` document, else its text rendering
+    /// goes to stdout. A value that is not an object (a list) needs a name: use `emit_field`.
     pub fn emit<T: serde::Serialize>(
         &self,
         value: &T,
         render: impl FnOnce(&T) -> String,
     ) -> anyhow::Result<()> {
-        if self.json {
-            self.json_doc(value)
-        } else {
-            self.data(&render(value));
-            Ok(())
-        }
+        self.emit_as(None, value, render)
     }
 
-    /// One JSON document on stdout.
-    pub fn json_doc(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
-        self.data(&serde_json::to_string_pretty(value)?);
+    /// Like `emit`, the value being the document's field `name` (`"nodes": [...]`).
+    pub fn emit_field<T: serde::Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+        render: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        self.emit_as(Some(name), value, render)
+    }
+
+    /// A value's fields for the `--json` document, for a command that renders its text itself.
+    pub fn to_document(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        self.out.add(None, serde_json::to_value(value)?);
         Ok(())
+    }
+
+    fn emit_as<T: serde::Serialize + ?Sized>(
+        &self,
+        name: Option<&str>,
+        value: &T,
+        render: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            self.out.add(name, serde_json::to_value(value)?);
+        } else {
+            self.data(&render(value));
+        }
+        Ok(())
+    }
+
+    /// The end of a command: its `--json` document on stdout, and its error (if any) on stderr.
+    pub fn finish(&self, command: &str, result: &anyhow::Result<std::process::ExitCode>) {
+        if let Err(err) = result {
+            self.print_error(err);
+        }
+        if self.json {
+            let doc = self.out.envelope(command, result);
+            // Strings, bools and JSON values only: encoding cannot fail.
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+        }
     }
 
     /// Ask a yes/no question on the terminal; `false` without asking when stdin or stderr is
@@ -172,26 +223,19 @@ impl Printer {
     }
 
     pub fn render_error(&self, err: &anyhow::Error) -> String {
-        // anyhow finds the outermost `Hint` context anywhere in the chain; its text is not a cause.
-        let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
-        let mut messages = err
-            .chain()
-            .map(|e| e.to_string())
-            .filter(|m| Some(m) != hint.as_ref());
-        let mut out = String::new();
-        let head = messages.next().unwrap_or_default();
-        out += &format!(
-            "{} {head}\n",
-            self.style(Style::new().red().bold(), "error:")
+        let doc = crate::envelope::ErrorDoc::of(err);
+        let mut out = format!(
+            "{} {}\n",
+            self.style(Style::new().red().bold(), "error:"),
+            doc.message
         );
-        let causes: Vec<String> = messages.collect();
-        if !causes.is_empty() {
+        if !doc.causes.is_empty() {
             out += &format!("{}\n", self.style(Style::new().red(), "Caused by:"));
-            for cause in causes {
+            for cause in doc.causes {
                 out += &format!("  {cause}\n");
             }
         }
-        if let Some(hint) = hint {
+        if let Some(hint) = doc.hint {
             out += &format!(
                 "\n{} {hint}\n",
                 self.style(Style::new().cyan().bold(), "hint:")
@@ -206,12 +250,7 @@ mod tests {
     use super::*;
 
     fn plain() -> Printer {
-        Printer {
-            verbosity: Verbosity::Normal,
-            json: false,
-            color: false,
-            progress_bars: false,
-        }
+        Printer::plain(Verbosity::Normal)
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn status_of(doc: &serde_json::Value, name: &str) -> String {
         .unwrap()
         .iter()
         .find(|c| c["name"] == name)
-        .map(|c| c["status"].as_str().unwrap().to_string())
+        .map(|c| c["level"].as_str().unwrap().to_string())
         .unwrap()
 }
 
@@ -61,7 +61,8 @@ fn nvidia_runtime_absent_fails_with_a_hint() {
         .iter()
         .find(|c| c["name"] == "nvidia_runtime")
         .unwrap();
-    assert_eq!(check["status"], "fail");
+    assert_eq!(check["status"], "failed");
+    assert_eq!(check["level"], "fail");
     assert!(check["hint"]
         .as_str()
         .unwrap()

@@ -182,7 +182,7 @@ fn get_reads_the_last_duplicate_and_show_masks_secrets() {
     assert_eq!(missing.status.code(), Some(1));
     let show = lifeos(dir.path(), &["env", "show", "--file", ".env", "--json"]);
     let vars: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let vars = vars.as_array().unwrap();
+    let vars = vars["vars"].as_array().unwrap();
     let keys: Vec<_> = vars.iter().map(|v| v["key"].as_str().unwrap()).collect();
     assert_eq!(
         keys,

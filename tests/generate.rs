@@ -245,7 +245,7 @@ fn generate_submits_sdxl_then_faceid_and_checks_the_images() {
         .output()
         .unwrap();
     let rows: Value = serde_json::from_slice(&status.stdout).unwrap();
-    let s = rows[0]["seconds_per_image"]
+    let s = rows["hosts"][0]["seconds_per_image"]
         .as_f64()
         .expect("seconds_per_image");
     assert!(s >= 0.1, "{rows}");

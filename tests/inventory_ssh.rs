@@ -191,7 +191,7 @@ fn doctor_over_inventory_runs_hosts_at_once_and_reports_each() {
         "NVIDIA GB10"
     );
     assert_eq!(result(&doc, "rtx")["result"]["profile"], "rtx_4090");
-    assert_eq!(result(&doc, "broken")["state"], "failed");
+    assert_eq!(result(&doc, "broken")["status"], "failed");
     assert_eq!(result(&doc, "broken")["result"]["profile"], "no_gpu");
 
     // `--limit` by group: the failing host left out, so success.
@@ -234,9 +234,9 @@ fn setup_dry_run_over_inventory_changes_nothing_and_fails_only_the_broken_host()
     let doc = json(&out);
     assert_eq!(doc["dry_run"], true);
     assert_eq!(doc["hosts"].as_array().unwrap().len(), 3, "{doc}");
-    assert_eq!(result(&doc, "broken")["state"], "failed", "{doc}");
+    assert_eq!(result(&doc, "broken")["status"], "failed", "{doc}");
     for good in ["spark", "rtx"] {
-        assert_eq!(result(&doc, good)["state"], "ok", "{doc}");
+        assert_eq!(result(&doc, good)["status"], "ok", "{doc}");
         assert!(
             result(&doc, good)["counts"]["changed"].as_u64().unwrap() > 0,
             "{doc}"

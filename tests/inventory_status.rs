@@ -57,7 +57,8 @@ fn json(out: &std::process::Output) -> Value {
 }
 
 fn row<'a>(rows: &'a Value, host: &str) -> &'a Value {
-    rows.as_array()
+    rows["hosts"]
+        .as_array()
         .unwrap()
         .iter()
         .find(|r| r["host"] == host)
@@ -74,7 +75,7 @@ fn status_marks_the_least_loaded_host_with_priority_breaking_ties() {
     assert_eq!(row(&rows, "busy")["queue_pending"], 3);
     assert_eq!(row(&rows, "spark")["device"], GB10);
     assert_eq!(row(&rows, "spark")["memory_unified"], true);
-    let next: Vec<&Value> = rows
+    let next: Vec<&Value> = rows["hosts"]
         .as_array()
         .unwrap()
         .iter()
@@ -103,7 +104,7 @@ fn status_limit_selects_by_group_and_by_name() {
     let hosts = |limit: &str| -> Vec<String> {
         let out = f.run(&["--limit", limit, "status", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        json(&out)
+        json(&out)["hosts"]
             .as_array()
             .unwrap()
             .iter()
@@ -232,12 +233,10 @@ fn an_unreachable_host_is_reported_and_does_not_stop_the_others() {
     let hosts = doc["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2, "{doc}");
     assert_eq!(hosts[0]["host"], "gone");
-    assert_eq!(hosts[0]["state"], "unreachable");
+    assert_eq!(hosts[0]["status"], "failed");
+    assert_eq!(hosts[0]["detail"], "unreachable");
     assert!(
-        hosts[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains(&closed.to_string()),
+        hosts[0]["error"].to_string().contains(&closed.to_string()),
         "{doc}"
     );
     // The other host ran to the end: its doctor report is there, on this machine's facts.

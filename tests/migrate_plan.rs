@@ -17,12 +17,7 @@ use lifeos_spark::source::{self, transfer, Hints};
 use lifeos_spark::ui::{Printer, Verbosity};
 
 fn printer() -> Printer {
-    Printer {
-        verbosity: Verbosity::Quiet,
-        json: false,
-        color: false,
-        progress_bars: false,
-    }
+    Printer::plain(Verbosity::Quiet)
 }
 
 fn write(path: &Path, data: &[u8]) {

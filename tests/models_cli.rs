@@ -209,7 +209,7 @@ fn sigterm_stops_cleanly_keeps_the_partial_and_says_how_to_resume() {
     let before = env.hub.body_bytes();
     let (doc, out) = env.json(&manifest, &["pull"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(doc["files"][0]["status"], "fetched");
+    assert_eq!(doc["files"][0]["action"], "fetched");
     assert_eq!(doc["files"][0]["reused_bytes"].as_u64().unwrap(), recorded);
     assert_eq!(env.hub.body_bytes() - before, data.len() as u64 - recorded);
     assert_eq!(std::fs::read(env.dest()).unwrap(), data);
@@ -222,20 +222,20 @@ fn list_dry_run_pull_and_verify_report_in_json() {
     let manifest = env.manifest(&data);
 
     let (doc, _) = env.json(&manifest, &["list"]);
-    assert_eq!(doc["files"][0]["state"], "missing");
+    assert_eq!(doc["files"][0]["presence"], "missing");
     assert_eq!(doc["total_bytes"], data.len() as u64);
 
     let (doc, out) = env.json(&manifest, &["pull", "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(doc["dry_run"], true);
     assert_eq!(doc["needed_bytes"], data.len() as u64);
-    assert_eq!(doc["files"][0]["status"], "would-fetch");
+    assert_eq!(doc["files"][0]["action"], "would-fetch");
     assert!(env.hub.seen().is_empty(), "a dry run fetches nothing");
     assert!(!env.root().exists(), "a dry run creates nothing");
 
     let (doc, out) = env.json(&manifest, &["pull"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(doc["files"][0]["status"], "fetched");
+    assert_eq!(doc["files"][0]["action"], "fetched");
     assert_eq!(doc["fetched_bytes"], data.len() as u64);
     // Off a terminal: a line per file started and finished, on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -244,26 +244,26 @@ fn list_dry_run_pull_and_verify_report_in_json() {
         "{stderr}"
     );
     let (doc, _) = env.json(&manifest, &["list"]);
-    assert_eq!(doc["files"][0]["state"], "present");
+    assert_eq!(doc["files"][0]["presence"], "present");
 
     let (doc, out) = env.json(&manifest, &["verify"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(doc["files"][0]["status"], "ok");
+    assert_eq!(doc["files"][0]["finding"], "ok");
 
     let mut bad = data.clone();
     bad[MIB] ^= 1;
     std::fs::write(env.dest(), &bad).unwrap();
     let (doc, out) = env.json(&manifest, &["verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(doc["files"][0]["status"], "wrong-hash");
+    assert_eq!(doc["files"][0]["finding"], "wrong-hash");
     assert_eq!(doc["files"][0]["actual_sha256"], sha256_hex(&bad));
 
     std::fs::write(env.dest(), &bad[..100]).unwrap();
     let (doc, _) = env.json(&manifest, &["verify"]);
-    assert_eq!(doc["files"][0]["status"], "wrong-size");
+    assert_eq!(doc["files"][0]["finding"], "wrong-size");
     std::fs::remove_file(env.dest()).unwrap();
     let (doc, _) = env.json(&manifest, &["verify"]);
-    assert_eq!(doc["files"][0]["status"], "missing");
+    assert_eq!(doc["files"][0]["finding"], "missing");
 }
 
 #[test]

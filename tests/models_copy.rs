@@ -17,12 +17,7 @@ use lifeos_spark::step::{Outcome, StepReport};
 use lifeos_spark::ui::{Printer, Verbosity};
 
 fn printer() -> Printer {
-    Printer {
-        verbosity: Verbosity::Quiet,
-        json: false,
-        color: false,
-        progress_bars: false,
-    }
+    Printer::plain(Verbosity::Quiet)
 }
 
 struct Setup {

@@ -37,12 +37,7 @@ fn setup() -> Setup {
 }
 
 fn printer() -> Printer {
-    Printer {
-        verbosity: Verbosity::Quiet,
-        json: false,
-        color: false,
-        progress_bars: false,
-    }
+    Printer::plain(Verbosity::Quiet)
 }
 
 /// A manifest of `(id, url, dest, bytes)` entries.

@@ -73,7 +73,7 @@ fn a_70000_character_id_is_listed_and_pulled_without_a_panic() {
     let out = env.run(&manifest, &["list", "--json"]);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["files"][0]["id"].as_str().unwrap().len(), 70_000);
-    assert_eq!(doc["files"][0]["state"], "present");
+    assert_eq!(doc["files"][0]["presence"], "present");
 }
 
 #[test]

@@ -121,13 +121,18 @@ fn pull_over_ssh_lands_on_the_target_and_verifies_there() {
     assert!(!Path::new(&format!("{}.part", r.dest().display())).exists());
 
     let out = r.run(&["list", "--json"]);
-    assert_eq!(json(&out)["files"][0]["state"], "present", "{}", text(&out));
+    assert_eq!(
+        json(&out)["files"][0]["presence"],
+        "present",
+        "{}",
+        text(&out)
+    );
     let out = r.run(&["verify", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(json(&out)["files"][0]["status"], "ok");
+    assert_eq!(json(&out)["files"][0]["finding"], "ok");
     let requests = r.hub.seen().len();
     let out = r.run(&["pull", "--json"]);
-    assert_eq!(json(&out)["files"][0]["status"], "present");
+    assert_eq!(json(&out)["files"][0]["action"], "present");
     assert_eq!(r.hub.seen().len(), requests, "nothing fetched again");
 }
 

@@ -161,8 +161,9 @@ fn git_part_clones_pins_moves_and_respects_local_changes() {
         .output()
         .unwrap();
     assert!(list.status.success(), "{}", stderr(&list));
-    let rows: serde_json::Value =
+    let doc: serde_json::Value =
         serde_json::from_slice(&list.stdout).unwrap_or_else(|_| panic!("{}", stderr(&list)));
+    let rows = &doc["nodes"];
     assert_eq!(rows[0]["dirty"], true);
     assert_eq!(rows[0]["actual"], n.a.2.as_str());
     assert_eq!(rows[0]["requirements_satisfied"], serde_json::Value::Null);
@@ -270,7 +271,10 @@ fn install_restarts_comfyui_and_verify_reports_which_nodes_loaded() {
 
     let verify = run(&[&["--json", "nodes", "verify"][..], &nodes_arg].concat());
     assert_eq!(verify.status.code(), Some(1));
-    let proofs: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["error"]["message"], "nodes not loaded: NodeB", "{doc}");
+    let proofs = &doc["nodes"];
     assert_eq!(proofs[0]["id"], "NodeA");
     assert_eq!(proofs[0]["loaded"], true);
     assert_eq!(proofs[0]["found"], serde_json::json!(["A1", "A2"]));

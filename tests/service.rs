@@ -216,7 +216,8 @@ fn up_status_down_locally() {
         .args(["status", "--url", &url, "--json"])
         .output()
         .unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&ok(&status)).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&ok(&status)).unwrap();
+    let rows = &doc["hosts"];
     assert_eq!(rows[0]["reachable"], true);
     assert_eq!(rows[0]["comfyui_version"], "0.3.60-mock");
     assert_eq!(rows[0]["queue_running"], 0);
@@ -348,7 +349,8 @@ fn up_status_down_over_ssh() {
         ])
         .output()
         .unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&ok(&status)).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&ok(&status)).unwrap();
+    let rows = &doc["hosts"];
     assert_eq!(rows[0]["host"], "rtx");
     assert_eq!(rows[0]["reachable"], true);
     let again = ok(&run(&["up"]));

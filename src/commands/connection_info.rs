@@ -17,7 +17,7 @@ pub fn run(ctx: &Context, args: ConnectionInfoArgs) -> Result<ExitCode> {
     };
     let report = connection_info::run(host.as_ref(), &opts)?;
     if ctx.printer.json {
-        ctx.printer.json_doc(&report)?;
+        ctx.printer.to_document(&report)?;
     } else if ctx.global.dry_run {
         if !report.diff.is_empty() {
             ctx.printer.data(&report.diff);

@@ -11,7 +11,8 @@ use crate::cli::{Cli, CompletionsArgs};
 pub fn completions(ctx: &Context, args: CompletionsArgs) -> Result<ExitCode> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "lifeos-spark", &mut script);
-    ctx.printer.data(&String::from_utf8(script)?);
+    let script = String::from_utf8(script)?;
+    ctx.printer.emit_field("script", &script, String::clone)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -20,6 +21,7 @@ pub fn man(ctx: &Context) -> Result<ExitCode> {
     clap_mangen::Man::new(Cli::command())
         .render(&mut page)
         .context("cannot render the man page")?;
-    ctx.printer.data(&String::from_utf8(page)?);
+    let page = String::from_utf8(page)?;
+    ctx.printer.emit_field("page", &page, String::clone)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -20,9 +20,14 @@ pub fn run(ctx: &Context, args: DoctorArgs) -> Result<ExitCode> {
     let report = doctor::run(host.as_ref(), &opts)?;
     ctx.printer
         .emit(&report, |report| doctor::render(report, &ctx.printer))?;
-    Ok(if report.failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == doctor::Status::Fail)
+        .map(|c| c.name)
+        .collect();
+    Ok(match failed.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ctx.failure(format!("doctor checks failed: {}", failed.join(", "))),
     })
 }

@@ -35,14 +35,14 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<ExitCode> {
                 bail!("`{key}` is not set in `{file}` on {}", host.name());
             };
             match ctx.printer.json {
-                true => ctx.printer.json_doc(&Got { key, value })?,
+                true => ctx.printer.to_document(&Got { key, value })?,
                 false => ctx.printer.data(&value),
             }
         }
         EnvAction::Show { show_secrets } => {
             let vars = envfile::show(host.as_ref(), &file, show_secrets)?;
             match ctx.printer.json {
-                true => ctx.printer.json_doc(&vars)?,
+                true => ctx.printer.emit_field("vars", &vars, |_| String::new())?,
                 false => {
                     let lines: String = vars
                         .iter()
@@ -67,7 +67,7 @@ fn print_set(ctx: &Context, report: &envfile::SetReport) -> Result<()> {
         ctx.printer.warn(w);
     }
     if ctx.printer.json {
-        return ctx.printer.json_doc(report);
+        return ctx.printer.to_document(report);
     }
     if !report.diff.is_empty() {
         ctx.printer.data(&report.diff);

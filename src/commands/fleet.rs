@@ -44,7 +44,6 @@ fn connect(ctx: &Context, sel: &Selected) -> Result<Box<dyn Host>, Box<HostResul
 /// host failed.
 fn finish(
     ctx: &Context,
-    command: &str,
     hosts: &[Selected],
     job: impl Fn(&Selected) -> HostResult + Sync,
 ) -> Result<ExitCode> {
@@ -55,24 +54,24 @@ fn finish(
         }
     });
     if json {
-        let doc = serde_json::json!({
-            "command": command,
-            "dry_run": ctx.global.dry_run,
-            "hosts": results,
-        });
-        ctx.printer.json_doc(&doc)?;
+        ctx.printer
+            .emit_field("hosts", &results, |_| String::new())?;
     } else {
         ctx.printer.data(&fleet::recap(&results));
     }
-    Ok(if fleet::any_failed(&results) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    if !fleet::any_failed(&results) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| r.state != HostState::Ok)
+        .map(|r| r.host.as_str())
+        .collect();
+    Ok(ctx.failure(format!("failed on {}", failed.join(", "))))
 }
 
 pub fn doctor(ctx: &Context, args: &DoctorArgs, hosts: &[Selected]) -> Result<ExitCode> {
-    finish(ctx, "doctor", hosts, |sel| {
+    finish(ctx, hosts, |sel| {
         let host = match connect(ctx, sel) {
             Ok(h) => h,
             Err(r) => return *r,
@@ -123,7 +122,7 @@ pub fn setup(ctx: &Context, args: &SetupArgs, hosts: &[Selected]) -> Result<Exit
             "`--url` names one ComfyUI; give each host its `url` in the inventory".into()
         ));
     }
-    finish(ctx, "setup", hosts, |sel| {
+    finish(ctx, hosts, |sel| {
         let host: Arc<dyn Host> = match connect(ctx, sel) {
             Ok(h) => Arc::from(h),
             Err(r) => return *r,

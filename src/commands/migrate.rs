@@ -20,6 +20,8 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     };
     let from: Arc<dyn Host> = Arc::from(ctx.connect(from)?);
     let to: Arc<dyn Host> = Arc::from(ctx.connect(to)?);
+    // The host that changes; the report's `from` and `to` name both ends.
+    ctx.printer.out.set_host(to.name());
     let opts = MigrateOptions {
         from_playbook: args.from_playbook,
         from_root: args.from_root,
@@ -37,7 +39,14 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     let report = migrate::migrate(&from, &to, &local, opts, &ctx.printer)?;
     ctx.printer.emit(&report, migrate::render)?;
     Ok(if report.failed() {
-        ExitCode::FAILURE
+        let setup = report.setup.as_ref().map(|s| s.phases.as_slice());
+        let phases = match setup {
+            Some(s) if s.iter().any(|p| p.outcome == crate::step::Outcome::Failed) => {
+                super::failed_phases(s)
+            }
+            _ => super::failed_phases(&report.phases),
+        };
+        ctx.failure(phases)
     } else {
         ExitCode::SUCCESS
     })
@@ -57,6 +66,6 @@ fn rollback(ctx: &Context, local: &LocalHost, args: &MigrateArgs) -> Result<Exit
         ctx.global.dry_run,
         &ctx.printer,
     )?;
-    ctx.print_steps("local", &steps)?;
+    ctx.print_steps(&steps)?;
     Ok(ExitCode::SUCCESS)
 }

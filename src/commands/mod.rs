@@ -26,15 +26,6 @@ use crate::ui::{Printer, UsageError, Verbosity};
 /// 128 + SIGINT, as shells report an interrupted command (`models pull`, `setup`).
 const EXIT_INTERRUPTED: u8 = 130;
 
-/// Exit status of a run of steps: a plan whose changes a real run would not reach (a step
-/// `blocked`) fails.
-fn steps_exit(reports: &[crate::step::StepReport]) -> ExitCode {
-    match (reports.iter()).any(|r| r.outcome == crate::step::Outcome::Blocked) {
-        true => ExitCode::FAILURE,
-        false => ExitCode::SUCCESS,
-    }
-}
-
 /// What every command gets: how to print, and where to act.
 pub struct Context {
     pub printer: Printer,
@@ -49,10 +40,9 @@ impl Context {
             _ => Verbosity::Normal,
         };
         crate::lock::set_no_wait(global.no_wait);
-        Context {
-            printer: Printer::new(verbosity, global.json, global.no_progress),
-            global,
-        }
+        let printer = Printer::new(verbosity, global.json, global.no_progress);
+        printer.out.set_dry_run(global.dry_run);
+        Context { printer, global }
     }
 
     /// The one host this command acts on (several `--host` are for `status` only).
@@ -63,7 +53,9 @@ impl Context {
             ));
         };
         self.printer.debug(format!("connecting to `{target}`"));
-        host::connect(target, &self.ssh_options())
+        let host = host::connect(target, &self.ssh_options())?;
+        self.printer.out.set_host(host.name());
+        Ok(host)
     }
 
     /// How steps may act: `--dry-run` checks only; `--yes` replaces files without asking.
@@ -78,12 +70,30 @@ impl Context {
         }
     }
 
-    /// Step reports as a table, or `{"host", "dry_run", "steps"}` with `--json`.
-    pub fn print_steps(&self, host: &str, reports: &[crate::step::StepReport]) -> Result<()> {
-        let doc =
-            serde_json::json!({ "host": host, "dry_run": self.global.dry_run, "steps": reports });
-        self.printer
-            .emit(&doc, |_| crate::step::render(reports, &self.printer))
+    /// Step reports as a table, or the document's `steps` with `--json`.
+    pub fn print_steps(&self, reports: &[crate::step::StepReport]) -> Result<()> {
+        self.printer.emit_field("steps", reports, |reports| {
+            crate::step::render(reports, &self.printer)
+        })
+    }
+
+    /// A failing exit code, and the `error` of the `--json` document that says why (the report
+    /// itself was printed already).
+    pub fn failure(&self, message: String) -> ExitCode {
+        self.printer.out.set_failure(message, None);
+        ExitCode::FAILURE
+    }
+
+    /// A run of steps fails when a plan has a blocked step (a real run stops on a failure).
+    pub fn steps_exit(&self, reports: &[crate::step::StepReport]) -> ExitCode {
+        let blocked: Vec<&str> = (reports.iter())
+            .filter(|r| r.outcome == crate::step::Outcome::Blocked)
+            .map(|r| r.name.as_str())
+            .collect();
+        match blocked.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => self.failure(format!("blocked: {}", blocked.join(", "))),
+        }
     }
 
     /// A host named by a command's own option (`--from`, `--to`), not `--host`.
@@ -124,6 +134,19 @@ impl Context {
             home: None,
         }
     }
+}
+
+/// Which phases failed and why, for the `--json` document's `error`.
+fn failed_phases<P: serde::Serialize>(phases: &[crate::phase::PhaseReport<P>]) -> String {
+    let failed: Vec<String> = phases
+        .iter()
+        .filter(|p| p.outcome == crate::step::Outcome::Failed)
+        .map(|p| {
+            let name = serde_json::to_value(&p.phase).unwrap_or_default();
+            format!("{}: {}", name.as_str().unwrap_or("?"), p.detail)
+        })
+        .collect();
+    format!("failed phases: {}", failed.join("; "))
 }
 
 pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {

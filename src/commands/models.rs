@@ -12,6 +12,7 @@ use crate::models::hub::Hub;
 use crate::models::manifest::Manifest;
 use crate::models::ops::{self, PullOptions, Target};
 use crate::models::report;
+use crate::units;
 
 pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
     match args.command {
@@ -34,17 +35,35 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 ctx.printer.print_error(failure);
             }
             if report.interrupted {
-                ctx.printer
-                    .warn(report.interrupted_note("the same command"));
+                let note = report.interrupted_note("the same command");
+                ctx.printer.warn(&note);
+                ctx.printer.out.set_failure(note, None);
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
-            Ok(exit(!report.failed()))
+            let failed = report
+                .files
+                .iter()
+                .filter(|f| f.status == report::PullStatus::Failed)
+                .count();
+            Ok(exit(ctx, !report.failed(), || {
+                format!(
+                    "{failed} of {} failed",
+                    units::count(report.files.len(), "file")
+                )
+            }))
         }
         ModelsCommand::Verify(a) => {
             let (target, manifest) = open(ctx, &a.set)?;
             let report = ops::verify(&target, &manifest, &a.set.only, a.jobs.into(), &ctx.printer)?;
             output(ctx, &report, report::render_verify)?;
-            Ok(exit(report.ok))
+            let bad = report.files.iter().filter(|f| !f.status.is_ok()).count();
+            Ok(exit(ctx, report.ok, || {
+                let verb = if bad == 1 { "does" } else { "do" };
+                format!(
+                    "{bad} of {} {verb} not match the manifest",
+                    units::count(report.files.len(), "file")
+                )
+            }))
         }
         ModelsCommand::List(a) => {
             let (target, manifest) = open(ctx, &a)?;
@@ -74,10 +93,9 @@ fn output<T: serde::Serialize>(ctx: &Context, report: &T, render: fn(&T) -> Stri
     ctx.printer.emit(report, render)
 }
 
-fn exit(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+fn exit(ctx: &Context, ok: bool, why: impl FnOnce() -> String) -> ExitCode {
+    match ok {
+        true => ExitCode::SUCCESS,
+        false => ctx.failure(why()),
     }
 }

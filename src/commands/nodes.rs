@@ -19,24 +19,30 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
                 no_deps: args.no_deps,
             };
             let reports = nodes::install(&d, &list, &url, opts, ctx.step_mode(), &ctx.printer)?;
-            ctx.print_steps(host.name(), &reports)?;
-            Ok(super::steps_exit(&reports))
+            ctx.print_steps(&reports)?;
+            Ok(ctx.steps_exit(&reports))
         }
         NodesCommand::List(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
             let rows = nodes::list(&d, &NodeList::load(args.nodes.as_deref())?)?;
-            ctx.printer.emit(&rows, |rows| render_list(rows))?;
+            ctx.printer
+                .emit_field("nodes", &rows, |rows| render_list(rows))?;
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::Verify(args) => {
             let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
             let url = url_for(&d, args.url)?;
             let proofs = nodes::verify(&d, &NodeList::load(args.nodes.as_deref())?, &url)?;
-            ctx.printer.emit(&proofs, |proofs| render_verify(proofs))?;
-            Ok(if proofs.iter().all(|p| p.loaded) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            ctx.printer
+                .emit_field("nodes", &proofs, |proofs| render_verify(proofs))?;
+            let missing: Vec<&str> = proofs
+                .iter()
+                .filter(|p| !p.loaded)
+                .map(|p| p.id.as_str())
+                .collect();
+            Ok(match missing.is_empty() {
+                true => ExitCode::SUCCESS,
+                false => ctx.failure(format!("nodes not loaded: {}", missing.join(", "))),
             })
         }
     }

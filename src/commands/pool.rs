@@ -31,6 +31,6 @@ pub fn run(ctx: &Context, args: PoolArgs) -> Result<ExitCode> {
         ctx.global.dry_run,
         &ctx.printer,
     )?;
-    ctx.print_steps("local", std::slice::from_ref(&report))?;
+    ctx.print_steps(std::slice::from_ref(&report))?;
     Ok(ExitCode::SUCCESS)
 }

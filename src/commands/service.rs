@@ -11,6 +11,7 @@ use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::status::HostStatus;
 use crate::ui::UsageError;
+use crate::units;
 
 /// Which playbook a command uses when none is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ pub fn compose(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     // Rendering and the diff need no daemon; Compose validates when the host has it.
     let docker = crate::docker::probe(host.as_ref())?;
     let reports = d.write_files(Some(&docker), ctx.step_mode(), &ctx.printer)?;
-    ctx.print_steps(host.name(), &reports)?;
+    ctx.print_steps(&reports)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -83,8 +84,8 @@ pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     warn_if_exposed(ctx, &d);
     let url = url_for(&d, args.url)?;
     let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
-    ctx.print_steps(host.name(), &reports)?;
-    Ok(super::steps_exit(&reports))
+    ctx.print_steps(&reports)?;
+    Ok(ctx.steps_exit(&reports))
 }
 
 pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
@@ -92,7 +93,7 @@ pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     // Stopping needs only the root and the Compose project, which every playbook shares.
     let d = deployment(ctx, host.as_ref(), &args, Pick::Default)?;
     let reports = d.down(ctx.step_mode())?;
-    ctx.print_steps(host.name(), &reports)?;
+    ctx.print_steps(&reports)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -114,6 +115,9 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
                     "`--url` names one ComfyUI; give `--host` once with it".into()
                 ));
             }
+            if let [one] = hosts.as_slice() {
+                ctx.printer.out.set_host(one);
+            }
             let mut targets = Vec::new();
             for h in hosts {
                 let url = match &args.url {
@@ -127,14 +131,17 @@ pub fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     };
     crate::status::mark_next(&mut rows);
     ctx.printer
-        .emit(&rows, |rows| crate::status::render(rows))?;
+        .emit_field("hosts", &rows, |rows| crate::status::render(rows))?;
     for err in crate::status::errors(&rows) {
         ctx.printer.print_error(&err);
     }
-    Ok(if rows.iter().all(|r| r.reachable) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let down = rows.iter().filter(|r| !r.reachable).count();
+    Ok(match down {
+        0 => ExitCode::SUCCESS,
+        _ => ctx.failure(format!(
+            "{down} of {} did not answer",
+            units::count(rows.len(), "host")
+        )),
     })
 }
 

@@ -37,9 +37,10 @@ fn run_phases(ctx: &Context, opts: &SetupOptions) -> Result<ExitCode> {
     let report = setup::setup(&host, opts, &ctx.printer)?;
     ctx.printer.emit(&report, setup::render)?;
     Ok(if report.interrupted {
+        ctx.printer.out.set_failure("interrupted".into(), None);
         ExitCode::from(super::EXIT_INTERRUPTED)
     } else if report.failed() {
-        ExitCode::FAILURE
+        ctx.failure(super::failed_phases(&report.phases))
     } else {
         ExitCode::SUCCESS
     })

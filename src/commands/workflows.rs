@@ -35,6 +35,8 @@ pub fn run(ctx: &Context, args: WorkflowsArgs) -> Result<ExitCode> {
         } => {
             let from = host::connect(&from, &ctx.ssh_options())?;
             let to = host::connect(&to, &ctx.ssh_options())?;
+            // The host that changes; the report's `from` names the source.
+            ctx.printer.out.set_host(to.name());
             let report = workflows::transfer(
                 from.as_ref(),
                 &from_root,
@@ -64,7 +66,7 @@ fn print_backup(ctx: &Context, report: &BackupReport) -> Result<()> {
             .warn(format!("skipped `{}`: {}", s.path, s.reason));
     }
     if ctx.printer.json {
-        return ctx.printer.json_doc(report);
+        return ctx.printer.to_document(report);
     }
     let what = format!(
         "{} ({}) from {} on {}",
@@ -95,7 +97,7 @@ fn print_restore(ctx: &Context, report: &RestoreReport) -> Result<ExitCode> {
     }
     let o = &report.outcome;
     if ctx.printer.json {
-        ctx.printer.json_doc(report)?;
+        ctx.printer.to_document(report)?;
     } else {
         let lines: String = [
             (

@@ -125,15 +125,18 @@ pub fn copy_files(
             }
         }
         if dry_run {
-            steps.push(StepReport::new(
-                name,
-                Outcome::WouldChange,
-                format!(
-                    "would copy from {} ({})",
-                    from.name(),
-                    crate::units::size(file.size)
-                ),
-            ));
+            steps.push(
+                StepReport::new(
+                    name,
+                    Outcome::WouldChange,
+                    format!(
+                        "would copy from {} ({})",
+                        from.name(),
+                        crate::units::size(file.size)
+                    ),
+                )
+                .with_bytes(file.size),
+            );
             continue;
         }
         printer.status(format!(
@@ -150,11 +153,14 @@ pub fn copy_files(
         let n = result?;
         progress.finished(&file.id, n, started);
         copied += n;
-        steps.push(StepReport::new(
-            name,
-            Outcome::Changed,
-            format!("copied from {}", from.name()),
-        ));
+        steps.push(
+            StepReport::new(
+                name,
+                Outcome::Changed,
+                format!("copied from {}", from.name()),
+            )
+            .with_bytes(file.size),
+        );
     }
     Ok((steps, copied))
 }

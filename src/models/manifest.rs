@@ -380,13 +380,7 @@ models:
 
     fn error_of(text: &str, allow_unverified: bool) -> String {
         let err = Manifest::parse(text, "m.yaml", allow_unverified).unwrap_err();
-        crate::ui::Printer {
-            verbosity: crate::ui::Verbosity::Normal,
-            json: false,
-            color: false,
-            progress_bars: false,
-        }
-        .render_error(&err)
+        crate::ui::Printer::plain(crate::ui::Verbosity::Normal).render_error(&err)
     }
 
     #[test]

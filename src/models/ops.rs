@@ -539,9 +539,7 @@ pub fn verify(
         manifest: manifest.name.clone(),
         host: host.name().to_string(),
         root,
-        ok: files
-            .iter()
-            .all(|f| matches!(f.status, VerifyStatus::Ok | VerifyStatus::SizeOnly)),
+        ok: files.iter().all(|f| f.status.is_ok()),
         files,
     })
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::step::{Finer, Outcome};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PullStatus {
@@ -28,6 +30,8 @@ pub struct PullEntry {
     pub url: String,
     pub dest: PathBuf,
     pub size: u64,
+    /// `"status"` in the vocabulary, `"action"` the finer word.
+    #[serde(flatten, serialize_with = "action")]
     pub status: PullStatus,
     pub fetched_bytes: u64,
     /// Bytes a previous run had already downloaded.
@@ -79,6 +83,23 @@ impl PullReport {
     }
 }
 
+fn action<S: serde::Serializer>(s: &PullStatus, ser: S) -> Result<S::Ok, S::Error> {
+    crate::step::status_and("action", s, ser)
+}
+
+impl Finer for PullStatus {
+    fn outcome(&self) -> Outcome {
+        match self {
+            PullStatus::Present => Outcome::Ok,
+            PullStatus::Fetched | PullStatus::Linked => Outcome::Changed,
+            PullStatus::WouldFetch | PullStatus::WouldLink | PullStatus::WouldVerify => {
+                Outcome::WouldChange
+            }
+            PullStatus::Failed | PullStatus::Interrupted => Outcome::Failed,
+        }
+    }
+}
+
 impl PullStatus {
     /// The kebab-case name, as in `--json` and the tables.
     pub fn label(self) -> &'static str {
@@ -112,7 +133,25 @@ pub enum VerifyStatus {
     SizeOnly,
 }
 
+fn finding<S: serde::Serializer>(s: &VerifyStatus, ser: S) -> Result<S::Ok, S::Error> {
+    crate::step::status_and("finding", s, ser)
+}
+
+impl Finer for VerifyStatus {
+    fn outcome(&self) -> Outcome {
+        match self.is_ok() {
+            true => Outcome::Ok,
+            false => Outcome::Failed,
+        }
+    }
+}
+
 impl VerifyStatus {
+    /// The file matches what the manifest can tell (a size-only entry has no hash to check).
+    pub fn is_ok(self) -> bool {
+        matches!(self, VerifyStatus::Ok | VerifyStatus::SizeOnly)
+    }
+
     /// The kebab-case name, as in `--json` and the tables.
     pub fn label(self) -> &'static str {
         match self {
@@ -129,6 +168,8 @@ impl VerifyStatus {
 pub struct VerifyEntry {
     pub id: String,
     pub dest: PathBuf,
+    /// `"status"` in the vocabulary, `"finding"` the finer word.
+    #[serde(flatten, serialize_with = "finding")]
     pub status: VerifyStatus,
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +200,20 @@ pub enum ListState {
     Missing,
 }
 
+fn presence<S: serde::Serializer>(s: &ListState, ser: S) -> Result<S::Ok, S::Error> {
+    crate::step::status_and("presence", s, ser)
+}
+
+/// What `models pull` would do about the file.
+impl Finer for ListState {
+    fn outcome(&self) -> Outcome {
+        match self {
+            ListState::Present => Outcome::Ok,
+            ListState::Unverified | ListState::Partial | ListState::Missing => Outcome::WouldChange,
+        }
+    }
+}
+
 impl ListState {
     /// The kebab-case name, as in `--json` and the tables.
     pub fn label(self) -> &'static str {
@@ -178,6 +233,8 @@ pub struct ListEntry {
     pub url: String,
     pub size: u64,
     pub sha256: Option<String>,
+    /// `"status"` in the vocabulary (what a pull would do), `"presence"` the finer word.
+    #[serde(flatten, serialize_with = "presence")]
     pub state: ListState,
     pub partial_bytes: u64,
 }

@@ -226,12 +226,7 @@ mod tests {
         let host = crate::host::LocalHost::new();
         let dest = dir.path().join("m.bin");
         std::fs::write(&dest, b"abc").unwrap();
-        let printer = crate::ui::Printer {
-            verbosity: crate::ui::Verbosity::Quiet,
-            json: false,
-            color: false,
-            progress_bars: false,
-        };
+        let printer = crate::ui::Printer::plain(crate::ui::Verbosity::Quiet);
         let lock = RootLock::acquire(&host, dir.path(), &printer).unwrap();
         Stamp::record(&host, &dest, &sha(b"abc"), &lock).unwrap();
         let stat = host.stat(&dest).unwrap().unwrap();
