@@ -319,3 +319,66 @@ fn user_at_host_port_without_config() {
     assert_eq!(doc["profile"], "rtx_4090");
     assert_eq!(doc["host"], dest);
 }
+
+#[test]
+fn a_passphrase_protected_key_works_through_the_agent_only() {
+    let client = ClientHome::new();
+    let Some(server) = server_for(&client, "gb10", None) else {
+        return;
+    };
+    client.add_alias("spark", &server);
+    client.trust(&server);
+    // The operator's only key, protected by a passphrase (re-encrypted by the real ssh-keygen).
+    sh(&format!(
+        "ssh-keygen -q -p -P '' -N 'correct horse' -f '{}'",
+        client.key.display()
+    ));
+    let key_bytes = std::fs::read(&client.key).unwrap();
+    let fingerprint = stdout(&sh(&format!(
+        "ssh-keygen -lf '{}'",
+        client.public_key().display()
+    )))
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
+    let accepted = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("Accepted publickey") && l.contains(&fingerprint))
+            .count()
+    };
+
+    // Without an agent the key file cannot be used: refused, naming the key that was tried.
+    let out = client
+        .lifeos()
+        .args(["--host", "spark", "doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("authentication as `root` on `spark` failed")
+            && err.contains(&client.key.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(accepted(&server.log()), 0, "{}", server.log());
+
+    // The same key unlocked in a real ssh-agent: the session is the key's, accepted by sshd.
+    let agent = Agent::start(&[]);
+    agent.add_with_passphrase(&client.key, "correct horse");
+    let out = client
+        .lifeos()
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .args(["--host", "spark", "doctor", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    assert_eq!(doc["profile"], "dgx_spark");
+    assert!(accepted(&server.log()) >= 1, "{}", server.log());
+    assert_eq!(
+        std::fs::read(&client.key).unwrap(),
+        key_bytes,
+        "key file changed"
+    );
+}
