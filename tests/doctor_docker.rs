@@ -5,7 +5,9 @@ mod support;
 
 use support::*;
 
-fn local_doctor(docker_host: &str) -> serde_json::Value {
+/// `doctor --json` and `extra` on this machine (an RTX 4090 by its `nvidia-smi`) against
+/// `docker_host`.
+fn run_local_doctor(docker_host: &str, extra: &[&str]) -> std::process::Output {
     let client = ClientHome::new();
     let gpu = tempfile::tempdir().unwrap();
     let path = format!(
@@ -13,13 +15,18 @@ fn local_doctor(docker_host: &str) -> serde_json::Value {
         fake_gpu_bin(gpu.path(), "rtx4090").display(),
         std::env::var("PATH").unwrap()
     );
-    let out = client
+    client
         .lifeos()
         .env("DOCKER_HOST", docker_host)
         .env("PATH", path)
         .args(["doctor", "--json"])
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn local_doctor(docker_host: &str) -> serde_json::Value {
+    let out = run_local_doctor(docker_host, &[]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)))
 }
 
@@ -87,20 +94,7 @@ fn gpu_smoke_runs_the_image_with_all_gpus_and_reports_dockers_reason() {
     sh(&format!("{d} tag {} {tag}", test_image(&host)));
     let since = stdout(&sh("date +%s")).trim().to_string();
 
-    let client = ClientHome::new();
-    let gpu = tempfile::tempdir().unwrap();
-    let path = format!(
-        "{}:{}",
-        fake_gpu_bin(gpu.path(), "rtx4090").display(),
-        std::env::var("PATH").unwrap()
-    );
-    let out = client
-        .lifeos()
-        .env("DOCKER_HOST", &host)
-        .env("PATH", path)
-        .args(["doctor", "--json", "--gpu-smoke", &tag])
-        .output()
-        .unwrap();
+    let out = run_local_doctor(&host, &["--gpu-smoke", &tag]);
     // `--until` a second ahead: the engine's timestamps have sub-second parts.
     let events = stdout(&sh(&format!(
         "{d} events --since {since} --until $(($(date +%s) + 1)) --filter type=container \

@@ -28,6 +28,19 @@ fn server_for(client: &ClientHome, profile: &str, docker: Option<String>) -> Opt
     })
 }
 
+/// `server_for`, reached as `alias` in `client`'s ssh config, its host key trusted.
+fn trusted_server(
+    client: &ClientHome,
+    profile: &str,
+    docker: Option<String>,
+    alias: &str,
+) -> Option<SshServer> {
+    let server = server_for(client, profile, docker)?;
+    client.add_alias(alias, &server);
+    client.trust(&server);
+    Some(server)
+}
+
 fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     doc["checks"]
         .as_array()
@@ -43,11 +56,9 @@ fn gb10_host_over_alias_reports_dgx_spark_with_unified_memory() {
         return;
     };
     let client = ClientHome::new();
-    let Some(server) = server_for(&client, "gb10", Some(docker)) else {
+    let Some(server) = trusted_server(&client, "gb10", Some(docker), "spark") else {
         return;
     };
-    client.add_alias("spark", &server);
-    client.trust(&server);
     let (doc, out) = doctor_json(&client, "spark");
     assert_eq!(doc["host"], "spark");
     assert_eq!(doc["profile"], "dgx_spark", "{doc}");
@@ -185,11 +196,9 @@ fn accept_new_host_key_records_it_then_plain_runs_work() {
 #[test]
 fn a_hashed_known_hosts_entry_is_honoured() {
     let client = ClientHome::new();
-    let Some(server) = server_for(&client, "h100", None) else {
+    let Some(server) = trusted_server(&client, "h100", None, "box") else {
         return;
     };
-    client.add_alias("box", &server);
-    client.trust(&server);
     sh(&format!(
         "ssh-keygen -q -H -f '{}'",
         client.known_hosts().display()
@@ -235,11 +244,9 @@ fn a_hashed_known_hosts_entry_is_honoured() {
 #[test]
 fn changed_host_key_is_always_refused() {
     let client = ClientHome::new();
-    let Some(mut server) = server_for(&client, "h100", None) else {
+    let Some(mut server) = trusted_server(&client, "h100", None, "box") else {
         return;
     };
-    client.add_alias("box", &server);
-    client.trust(&server);
     let trusted = std::fs::read_to_string(client.known_hosts()).unwrap();
     server.change_host_key();
     let out = client
@@ -323,11 +330,9 @@ fn user_at_host_port_without_config() {
 #[test]
 fn a_passphrase_protected_key_works_through_the_agent_only() {
     let client = ClientHome::new();
-    let Some(server) = server_for(&client, "gb10", None) else {
+    let Some(server) = trusted_server(&client, "gb10", None, "spark") else {
         return;
     };
-    client.add_alias("spark", &server);
-    client.trust(&server);
     // The operator's only key, protected by a passphrase (re-encrypted by the real ssh-keygen).
     sh(&format!(
         "ssh-keygen -q -p -P '' -N 'correct horse' -f '{}'",

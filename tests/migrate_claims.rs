@@ -10,7 +10,7 @@ mod support;
 
 use std::path::Path;
 
-use fake_hub::{bytes_of, sha256_hex, FakeHub};
+use fake_hub::{bytes_of, one_model_manifest, sha256_hex, FakeHub};
 use support::*;
 
 fn write(path: &Path, data: &[u8]) {
@@ -68,17 +68,7 @@ fn conflicts_stop_after_the_backup_keeping_the_env_then_overwrite_and_models_fro
     let dest = "models/checkpoints/m.safetensors";
     let hub = FakeHub::start();
     hub.put("/m.safetensors", model.clone(), "\"m\"");
-    let manifest = dir.path().join("manifest.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "name: t\ndescription: t\nmodels:\n  - id: m\n    url: {}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
-            hub.url("/m.safetensors"),
-            model.len(),
-            sha256_hex(&model)
-        ),
-    )
-    .unwrap();
+    let manifest = one_model_manifest(dir.path(), "m", &hub.url("/m.safetensors"), dest, &model);
     let nodes = dir.path().join("nodes.yaml");
     std::fs::write(&nodes, "nodes: []\n").unwrap();
 

@@ -151,6 +151,30 @@ pub fn output_text(out: &Output) -> String {
     )
 }
 
+/// A manifest entry (docs/models.md) for `data` served at `url`, as a YAML item of `models:`.
+pub fn manifest_entry(id: &str, url: &str, dest: &str, data: &[u8]) -> String {
+    format!(
+        "  - id: {id}\n    url: {url}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
+        data.len(),
+        sha256_hex(data)
+    )
+}
+
+/// `dir/manifest.yaml` with the one entry `manifest_entry` makes.
+pub fn one_model_manifest(
+    dir: &Path,
+    id: &str,
+    url: &str,
+    dest: &str,
+    data: &[u8],
+) -> std::path::PathBuf {
+    let path = dir.join("manifest.yaml");
+    let text =
+        "name: t\ndescription: t\nmodels:\n".to_string() + &manifest_entry(id, url, dest, data);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
