@@ -196,7 +196,7 @@ fn accept_new_host_key_records_it_then_plain_runs_work() {
 #[test]
 fn a_hashed_known_hosts_entry_is_honoured() {
     let client = ClientHome::new();
-    let Some(server) = trusted_server(&client, "h100", None, "box") else {
+    let Some(_server) = trusted_server(&client, "h100", None, "box") else {
         return;
     };
     sh(&format!(
