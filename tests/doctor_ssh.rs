@@ -387,3 +387,23 @@ fn a_passphrase_protected_key_works_through_the_agent_only() {
         "key file changed"
     );
 }
+
+#[test]
+fn an_ssh_config_that_cannot_be_read_is_an_error_naming_it() {
+    // A config that exists but cannot be opened (a symlink to itself: ELOOP) is not the same as
+    // no config: the operator's aliases would silently vanish.
+    let client = ClientHome::new();
+    let config = client.path().join(".ssh/config");
+    std::os::unix::fs::symlink(&config, &config).unwrap();
+    let out = client
+        .lifeos()
+        .args(["--host", "box", "doctor"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot read `{}`", config.display())),
+        "{err}"
+    );
+}
