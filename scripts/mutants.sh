@@ -4,8 +4,8 @@
 # private test Docker daemons (LIFEOS_TEST_DOCKER_HOST*, see scripts/test.sh); sshd is started by
 # the tests themselves.
 #
-#   bash scripts/mutants.sh                  # the sample: rounds 0..MUTANTS_ROUNDS-1 (default 2)
-#   MUTANTS_ROUNDS=4 bash scripts/mutants.sh # a bigger sample (each round adds ~6 per folder)
+#   bash scripts/mutants.sh                  # the sample: rounds 0..MUTANTS_ROUNDS-1 (default 1)
+#   MUTANTS_ROUNDS=3 bash scripts/mutants.sh # a bigger sample (each round adds ~6 per folder)
 #   MUTANTS_FOLDERS="envfile host" bash scripts/mutants.sh
 #   bash scripts/mutants.sh --summary        # only print the table of what mutants.out/ holds
 #
@@ -75,7 +75,7 @@ git worktree add -q --detach "$scratch" HEAD
 export CI=true
 lean=(--cargo-arg=--config=profile.dev.package.lifeos-spark.debug=0
   --cargo-arg=--config=profile.test.package.lifeos-spark.debug=0)
-for ((r = 0; r < ${MUTANTS_ROUNDS:-2}; r++)); do
+for ((r = 0; r < ${MUTANTS_ROUNDS:-1}; r++)); do
   for d in "${folders[@]}"; do
     out="$results/$d/round-$r"
     rm -rf "$out" && mkdir -p "$out"
