@@ -442,7 +442,8 @@ impl<'a> Migration<'a> {
         let t = &plan.totals;
         self.steps.push(StepReport::new(
             "plan",
-            if t.conflicts > 0 {
+            // With `--overwrite` a conflict is a planned replacement, not a stop.
+            if t.conflicts > 0 && !self.opts.overwrite {
                 Outcome::Failed
             } else {
                 Outcome::Ok

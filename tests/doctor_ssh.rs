@@ -28,6 +28,19 @@ fn server_for(client: &ClientHome, profile: &str, docker: Option<String>) -> Opt
     })
 }
 
+/// `server_for`, reached as `alias` in `client`'s ssh config, its host key trusted.
+fn trusted_server(
+    client: &ClientHome,
+    profile: &str,
+    docker: Option<String>,
+    alias: &str,
+) -> Option<SshServer> {
+    let server = server_for(client, profile, docker)?;
+    client.add_alias(alias, &server);
+    client.trust(&server);
+    Some(server)
+}
+
 fn check<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     doc["checks"]
         .as_array()
@@ -43,11 +56,9 @@ fn gb10_host_over_alias_reports_dgx_spark_with_unified_memory() {
         return;
     };
     let client = ClientHome::new();
-    let Some(server) = server_for(&client, "gb10", Some(docker)) else {
+    let Some(server) = trusted_server(&client, "gb10", Some(docker), "spark") else {
         return;
     };
-    client.add_alias("spark", &server);
-    client.trust(&server);
     let (doc, out) = doctor_json(&client, "spark");
     assert_eq!(doc["host"], "spark");
     assert_eq!(doc["profile"], "dgx_spark", "{doc}");
@@ -186,11 +197,9 @@ fn accept_new_host_key_records_it_then_plain_runs_work() {
 #[test]
 fn a_hashed_known_hosts_entry_is_honoured() {
     let client = ClientHome::new();
-    let Some(server) = server_for(&client, "h100", None) else {
+    let Some(_server) = trusted_server(&client, "h100", None, "box") else {
         return;
     };
-    client.add_alias("box", &server);
-    client.trust(&server);
     sh(&format!(
         "ssh-keygen -q -H -f '{}'",
         client.known_hosts().display()
@@ -236,11 +245,9 @@ fn a_hashed_known_hosts_entry_is_honoured() {
 #[test]
 fn changed_host_key_is_always_refused() {
     let client = ClientHome::new();
-    let Some(mut server) = server_for(&client, "h100", None) else {
+    let Some(mut server) = trusted_server(&client, "h100", None, "box") else {
         return;
     };
-    client.add_alias("box", &server);
-    client.trust(&server);
     let trusted = std::fs::read_to_string(client.known_hosts()).unwrap();
     server.change_host_key();
     let out = client
@@ -319,4 +326,85 @@ fn user_at_host_port_without_config() {
     let (doc, _) = doctor_json(&client, &dest);
     assert_eq!(doc["profile"], "rtx_4090");
     assert_eq!(doc["host"], dest);
+}
+
+#[test]
+fn a_passphrase_protected_key_works_through_the_agent_only() {
+    let client = ClientHome::new();
+    let Some(server) = trusted_server(&client, "gb10", None, "spark") else {
+        return;
+    };
+    // The operator's only key, protected by a passphrase (re-encrypted by the real ssh-keygen).
+    sh(&format!(
+        "ssh-keygen -q -p -P '' -N 'correct horse' -f '{}'",
+        client.key.display()
+    ));
+    let key_bytes = std::fs::read(&client.key).unwrap();
+    let fingerprint = stdout(&sh(&format!(
+        "ssh-keygen -lf '{}'",
+        client.public_key().display()
+    )))
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
+    let accepted = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("Accepted publickey") && l.contains(&fingerprint))
+            .count()
+    };
+
+    // Without an agent the key file cannot be used: refused, naming the key that was tried.
+    let out = client
+        .lifeos()
+        .args(["--host", "spark", "doctor", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("authentication as `root` on `spark` failed")
+            && err.contains(&client.key.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(accepted(&server.log()), 0, "{}", server.log());
+
+    // The same key unlocked in a real ssh-agent: the session is the key's, accepted by sshd.
+    let agent = Agent::start(&[]);
+    agent.add_with_passphrase(&client.key, "correct horse");
+    let out = client
+        .lifeos()
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .args(["--host", "spark", "doctor", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+    assert_eq!(doc["profile"], "dgx_spark");
+    assert!(accepted(&server.log()) >= 1, "{}", server.log());
+    assert_eq!(
+        std::fs::read(&client.key).unwrap(),
+        key_bytes,
+        "key file changed"
+    );
+}
+
+#[test]
+fn an_ssh_config_that_cannot_be_read_is_an_error_naming_it() {
+    // A config that exists but cannot be opened (a symlink to itself: ELOOP) is not the same as
+    // no config: the operator's aliases would silently vanish.
+    let client = ClientHome::new();
+    let config = client.path().join(".ssh/config");
+    std::os::unix::fs::symlink(&config, &config).unwrap();
+    let out = client
+        .lifeos()
+        .args(["--host", "box", "doctor"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot read `{}`", config.display())),
+        "{err}"
+    );
 }

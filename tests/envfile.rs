@@ -301,6 +301,27 @@ fn two_quick_edits_keep_the_original_in_a_backup() {
     );
 }
 
+#[test]
+fn a_new_key_follows_the_line_ending_even_after_a_leading_blank_line() {
+    // (before, after `set NEW=1`): the ending of the first line decides, blank or not.
+    let cases = [
+        ("\nA=1", "\nA=1\nNEW=1"),
+        ("\nA=1\n", "\nA=1\nNEW=1\n"),
+        ("\r\nA=1\r\n", "\r\nA=1\r\nNEW=1\r\n"),
+        ("", "NEW=1\n"),
+    ];
+    for (before, after) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".env"), before).unwrap();
+        ok_set(dir.path(), "NEW=1");
+        assert_eq!(
+            text(&fs::read(dir.path().join(".env")).unwrap()),
+            after,
+            "{before:?}"
+        );
+    }
+}
+
 fn ok_set(dir: &Path, assignment: &str) {
     let out = lifeos(dir, &["env", "set", assignment, "--file", ".env"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

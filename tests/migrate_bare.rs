@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fake_hub::{bytes_of, sha256_hex, FakeHub};
+use fake_hub::{bytes_of, one_model_manifest, sha256_hex, FakeHub};
 use serde_json::Value;
 use support::*;
 
@@ -48,17 +48,7 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
     let dest = "models/checkpoints/big.safetensors";
     let hub = FakeHub::start();
     hub.put("/big.safetensors", ckpt.clone(), "\"big\"");
-    let manifest = dir.path().join("manifest.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "name: t\ndescription: t\nmodels:\n  - id: big\n    url: {}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
-            hub.url("/big.safetensors"),
-            ckpt.len(),
-            sha256_hex(&ckpt)
-        ),
-    )
-    .unwrap();
+    let manifest = one_model_manifest(dir.path(), "big", &hub.url("/big.safetensors"), dest, &ckpt);
     let nodes = dir.path().join("nodes.yaml");
     std::fs::write(&nodes, "nodes: []\n").unwrap();
 

@@ -9,7 +9,7 @@ mod formats;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fake_hub::{bytes_of, sha256_hex, FakeHub, Fault};
 use lifeos_spark::host::{Command, FileStat, Host, LocalHost, Output, RandomWrite};
@@ -250,6 +250,30 @@ fn dropped_connections_resume_inside_the_piece() {
         s.hub.body_bytes() < SIZE as u64 + 3 * 40_000 + 1,
         "bytes were fetched twice"
     );
+}
+
+#[test]
+fn a_connection_that_stalls_is_given_up_after_30_s_and_resumed() {
+    let (s, data, m) = serving_one_file(SIZE, 12);
+    // Headers and 40,000 bytes, then silence on an open connection.
+    s.hub.fault("/m.bin", Fault::StallAfter(40_000));
+    let mut opts = s.options(None, 1);
+    opts.fetch.piece_bytes = 4 << 20; // the whole file in one range
+    let started = Instant::now();
+    let report = s.pull_with(&m, &opts).unwrap();
+    let took = started.elapsed();
+    assert_fetched(&report);
+    s.assert_landed(&data);
+    // Given up after the documented 30 s without a byte, not before, and not much later.
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(90),
+        "{took:?}"
+    );
+    // The retry asked for the rest only, and nothing was sent twice.
+    let ranges: Vec<_> = s.hub.gets().into_iter().map(|g| g.range).collect();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[1].as_deref(), Some("bytes=40000-"));
+    assert_eq!(s.hub.body_bytes(), SIZE as u64);
 }
 
 #[test]

@@ -30,6 +30,27 @@ with zipfile.ZipFile("{dir}/{name}", "w") as z:
     name.to_string()
 }
 
+/// Commits everything in `repo` (made a repository on the first call); returns the commit.
+fn commit_all(repo: &Path, message: &str) -> String {
+    let r = repo.display();
+    sh(&format!("cd '{r}' && (git rev-parse --git-dir >/dev/null 2>&1 || git -c init.defaultBranch=main init -q) && git add -A && git -c user.name=t -c user.email=t@t commit -qm {message}"));
+    stdout(&sh(&format!("git -C '{r}' rev-parse HEAD")))
+        .trim()
+        .to_string()
+}
+
+/// The node list pinning `id` at `commit` of `repo`.
+fn pin(nodes: &Path, id: &str, class: &str, repo: &Path, commit: &str) {
+    std::fs::write(
+        nodes,
+        format!(
+            "nodes:\n  - id: {id}\n    repo: {}\n    commit: {commit}\n    proves: [{class}]\n",
+            repo.display()
+        ),
+    )
+    .unwrap();
+}
+
 struct T {
     client: ClientHome,
     docker: String,
@@ -42,6 +63,20 @@ struct T {
 
 impl T {
     fn new() -> Option<T> {
+        // A node whose requirements.txt names a wheel it carries (pip needs no index).
+        T::with_node("VenvNode", "VenvProbe", |repo| {
+            let wheel = probe_wheel(repo);
+            std::fs::write(
+                repo.join("requirements.txt"),
+                format!("/opt/ComfyUI/custom_nodes/VenvNode/{wheel}\n"),
+            )
+            .unwrap();
+        })
+    }
+
+    /// A deployment with one pinned node `id` (a local git repository whose files `files`
+    /// writes, proving `class`), on the Python test image.
+    fn with_node(id: &str, class: &str, files: impl FnOnce(&Path)) -> Option<T> {
         let docker = docker_host(true)?;
         // The ENV lines the generated Dockerfile sets (PATH with the venv first).
         let playbook = lifeos_spark::playbook::Playbook::load("rtx-4090").unwrap();
@@ -63,29 +98,13 @@ impl T {
         let dir = tempfile::tempdir().unwrap();
         let (playbook, _port, project) = test_playbook(dir.path(), &image);
 
-        // A node whose requirements.txt names a wheel it carries (pip needs no index).
-        let repo = dir.path().join("VenvNode");
+        let repo = dir.path().join(id);
         std::fs::create_dir_all(&repo).unwrap();
-        let wheel = probe_wheel(&repo);
-        std::fs::write(repo.join("NODE_CLASSES"), "VenvProbe\n").unwrap();
-        std::fs::write(
-            repo.join("requirements.txt"),
-            format!("/opt/ComfyUI/custom_nodes/VenvNode/{wheel}\n"),
-        )
-        .unwrap();
-        sh(&format!("cd '{}' && git -c init.defaultBranch=main init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm one", repo.display()));
-        let commit = stdout(&sh(&format!("git -C '{}' rev-parse HEAD", repo.display())))
-            .trim()
-            .to_string();
+        files(&repo);
+        std::fs::write(repo.join("NODE_CLASSES"), format!("{class}\n")).unwrap();
+        let commit = commit_all(&repo, "one");
         let nodes = dir.path().join("nodes.yaml");
-        std::fs::write(
-            &nodes,
-            format!(
-                "nodes:\n  - id: VenvNode\n    repo: {}\n    commit: {commit}\n    proves: [VenvProbe]\n",
-                repo.display()
-            ),
-        )
-        .unwrap();
+        pin(&nodes, id, class, &repo, &commit);
         Some(T {
             client: ClientHome::new(),
             docker: docker.clone(),
@@ -104,12 +123,17 @@ impl T {
         self.dir.path().join("root")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    /// The tool on this deployment, whatever its exit status.
+    fn try_run(&self, args: &[&str]) -> Output {
         let mut cmd = self.client.lifeos();
         cmd.env("DOCKER_HOST", &self.docker).args(args);
         cmd.args(["--playbook", self.playbook.to_str().unwrap()]);
         cmd.args(["--root", self.root().to_str().unwrap(), "--gpu", "none"]);
-        let out = cmd.output().unwrap();
+        cmd.output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.try_run(args);
         assert!(
             out.status.success(),
             "{args:?}:\n{}\n{}",
@@ -224,4 +248,73 @@ fn node_packages_survive_recreation_and_a_lost_or_stale_venv_is_repaired() {
             .any(|l| l.starts_with("ok") && l.contains("node env")),
         "{text}"
     );
+}
+
+#[test]
+fn install_py_runs_once_per_pinned_commit_in_the_node_folder_and_a_failure_stops() {
+    // Each run of install.py appends where it ran and with which Python to a file under
+    // `user/` (mounted from the root): the host's own record of every run.
+    let script = |tail: &str| {
+        format!(
+            "import os, sys\nwith open('/opt/ComfyUI/user/install-py.log', 'a') as f:\n    f.write(os.getcwd() + ' ' + sys.prefix + '\\n')\n{tail}"
+        )
+    };
+    let first = script("");
+    let Some(t) = T::with_node("InstallNode", "InstallProbe", |repo| {
+        std::fs::write(repo.join("install.py"), &first).unwrap();
+    }) else {
+        return;
+    };
+    let log = t.root().join("user/install-py.log");
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let ran = "/opt/ComfyUI/custom_nodes/InstallNode /opt/venv";
+    let nodes = t.nodes.to_str().unwrap();
+    t.run(&["up"]);
+
+    // A fresh clone: install.py runs once, in the node's folder, with the venv's Python, and
+    // leaves the clone clean.
+    t.run(&["nodes", "install", "--nodes", nodes]);
+    assert_eq!(runs(), [ran]);
+    let clone = t.root().join("custom_nodes/InstallNode");
+    let status = sh(&format!("git -C '{}' status --porcelain", clone.display()));
+    assert_eq!(stdout(&status), "", "install.py dirtied the clone");
+
+    // Nothing changed: it does not run again.
+    t.run(&["nodes", "install", "--nodes", nodes]);
+    assert_eq!(runs(), [ran]);
+
+    // A new pinned commit whose install.py fails: it runs, the install stops with its reason,
+    // and since it did not succeed it runs again on the next install.
+    let repo = t.dir.path().join("InstallNode");
+    std::fs::write(
+        repo.join("install.py"),
+        script("sys.exit('boom: install.py refused')\n"),
+    )
+    .unwrap();
+    let commit = commit_all(&repo, "two");
+    pin(&t.nodes, "InstallNode", "InstallProbe", &repo, &commit);
+    for attempt in 2..4 {
+        let out = t.try_run(&["nodes", "install", "--nodes", nodes]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}\n{err}", stdout(&out));
+        assert!(
+            err.contains("`python install.py` of InstallNode failed")
+                && err.contains("boom: install.py refused"),
+            "{err}"
+        );
+        assert_eq!(runs(), vec![ran; attempt]);
+    }
+    assert_eq!(head(&clone), commit);
+}
+
+fn head(repo: &Path) -> String {
+    stdout(&sh(&format!("git -C '{}' rev-parse HEAD", repo.display())))
+        .trim()
+        .to_string()
 }

@@ -773,3 +773,79 @@ fn the_restore_report_counts_the_bytes_and_folders_written() {
     assert_eq!(report["bytes_written"], 0, "{report}");
     assert_eq!(report["folders_created"], 0, "{report}");
 }
+
+/// Whether process `pid` has `path` open now (its `/proc/<pid>/fd` links).
+fn has_open(pid: u32, path: &Path) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                .any(|target| target == path)
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_file_that_shrinks_while_it_is_archived_fails_the_backup_and_leaves_no_archive() {
+    // The backup reads each file twice: once to hash it for the manifest, once into the
+    // archive. The victim is cut to half its size as soon as the first read closed it, while
+    // the other 64 MiB file is read (hashed or compressed): the archive gets fewer bytes than
+    // the manifest and the header announced.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("comfyui");
+    let w = root.join("workflows");
+    fs::create_dir_all(&w).unwrap();
+    let victim = w.join("a-victim.bin");
+    fs::write(&victim, vec![7u8; 64 << 20]).unwrap();
+    fs::write(w.join("b-other.bin"), vec![9u8; 64 << 20]).unwrap();
+    let out = dir.path().join("backup.tar.gz");
+    let mut child = Command::new(bin())
+        .args([
+            "workflows",
+            "backup",
+            "--root",
+            arg(&root),
+            "--out",
+            arg(&out),
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen_open = false;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the victim was never read"
+        );
+        let open = has_open(child.id(), &victim);
+        if seen_open && !open {
+            break;
+        }
+        seen_open |= open;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended first"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    let run = child.wait_with_output().unwrap();
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{}\n{err}", stdout(&run));
+    assert_contains(&err, "the file shrank during the backup");
+    assert_contains(&err, "a-victim.bin");
+    // Neither the archive nor its temp file is left.
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "comfyui")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

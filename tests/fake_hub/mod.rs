@@ -33,6 +33,9 @@ pub enum Fault {
     Corrupt,
     /// A 206 whose `Content-Range` names other bytes than those asked for.
     ShiftedRange,
+    /// Announce the full length, send this many body bytes, then send nothing more while
+    /// keeping the connection open (until the client gives up on it).
+    StallAfter(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +149,30 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A manifest entry (docs/models.md) for `data` served at `url`, as a YAML item of `models:`.
+pub fn manifest_entry(id: &str, url: &str, dest: &str, data: &[u8]) -> String {
+    format!(
+        "  - id: {id}\n    url: {url}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
+        data.len(),
+        sha256_hex(data)
+    )
+}
+
+/// `dir/manifest.yaml` with the one entry `manifest_entry` makes.
+pub fn one_model_manifest(
+    dir: &Path,
+    id: &str,
+    url: &str,
+    dest: &str,
+    data: &[u8],
+) -> std::path::PathBuf {
+    let path = dir.join("manifest.yaml");
+    let text =
+        "name: t\ndescription: t\nmodels:\n".to_string() + &manifest_entry(id, url, dest, data);
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -392,9 +419,12 @@ fn answer(s: &Arc<Shared>, method: &Method, path: &str, req: &Seen) -> Response<
         return builder.body(Body::empty()).unwrap();
     }
     let cut = match fault {
-        Some(Fault::DropAfter(n)) => Some(n.min(data.len() as u64 - 1) as usize),
+        Some(Fault::DropAfter(n) | Fault::StallAfter(n)) => {
+            Some(n.min(data.len() as u64 - 1) as usize)
+        }
         _ => None,
     };
+    let stall = matches!(fault, Some(Fault::StallAfter(_)));
     let throttle = s
         .throttle_from
         .lock()
@@ -408,7 +438,7 @@ fn answer(s: &Arc<Shared>, method: &Method, path: &str, req: &Seen) -> Response<
         complete: false,
     };
     builder
-        .body(stream_body(s.clone(), data, cut, rate, log))
+        .body(stream_body(s.clone(), data, cut, stall, rate, log))
         .unwrap()
 }
 
@@ -432,11 +462,13 @@ impl Drop for InFlight {
     }
 }
 
-/// The body in 16 KiB chunks, counted, optionally throttled, optionally cut short.
+/// The body in 16 KiB chunks, counted, optionally throttled, optionally cut short (the
+/// connection dropped, or held silent when `stall`).
 fn stream_body(
     s: Arc<Shared>,
     data: Bytes,
     cut: Option<usize>,
+    stall: bool,
     rate: Option<u64>,
     log: Served,
 ) -> Body {
@@ -456,6 +488,11 @@ fn stream_body(
                 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+            }
+            if pos >= end && stall {
+                // Silent, the connection open: only the client's read timeout ends this.
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                return None;
             }
             if pos >= end {
                 // Let the bytes sent so far reach the client before the cut (an abort with

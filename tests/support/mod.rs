@@ -377,6 +377,22 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Adds a passphrase-protected key the way an operator does, the passphrase answered by an
+    /// askpass program (ssh-add reads no terminal here).
+    pub fn add_with_passphrase(&self, key: &Path, passphrase: &str) {
+        let askpass = self.dir.path().join("askpass");
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{passphrase}'\n")).unwrap();
+        sh(&format!("chmod 700 '{}'", askpass.display()));
+        sh(&format!(
+            "SSH_AUTH_SOCK='{}' SSH_ASKPASS='{}' SSH_ASKPASS_REQUIRE=force DISPLAY=:0 ssh-add '{}' </dev/null",
+            self.sock.display(),
+            askpass.display(),
+            key.display()
+        ));
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(self.pid.to_string()).status();
