@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use lifeos_spark::cli::Cli;
 use lifeos_spark::ui::UsageError;
 
@@ -10,7 +8,7 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     // clap prints its own usage errors and exits with 2.
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let (printer, result) = lifeos_spark::commands::run(cli);
     match result {
         Ok(code) => code,

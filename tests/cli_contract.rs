@@ -154,9 +154,9 @@ fn workflows_backup_and_restore_keep_summaries_on_stderr() {
     let (root_s, archive_s) = (root.to_str().unwrap(), archive.to_str().unwrap());
 
     let dry = run(&[
-        "--dry-run",
         "workflows",
         "backup",
+        "--dry-run",
         "--root",
         root_s,
         "--out",
@@ -184,9 +184,9 @@ fn workflows_backup_and_restore_keep_summaries_on_stderr() {
     let dest = dir.path().join("dest");
     let dest_s = dest.to_str().unwrap();
     let dry = run(&[
-        "--dry-run",
         "workflows",
         "restore",
+        "--dry-run",
         archive_s,
         "--root",
         dest_s,

@@ -40,6 +40,7 @@ impl Context {
             _ => Verbosity::Normal,
         };
         crate::lock::set_no_wait(global.no_wait);
+        crate::trace::set(verbosity == Verbosity::Verbose);
         Context {
             printer: Printer::new(verbosity, global.json, global.no_progress),
             global,
@@ -124,13 +125,13 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Env(args) => env::run(&ctx, args),
         CommandName::ConnectionInfo(args) => connection_info::run(&ctx, args),
         CommandName::Workflows(args) => workflows::run(&ctx, args),
-        CommandName::Compose(args) => service::compose(&ctx, args),
+        CommandName::Compose(args) => service::compose(&ctx, args.service),
         CommandName::Up(args) => service::up(&ctx, args),
-        CommandName::Down(args) => service::down(&ctx, args),
+        CommandName::Down(args) => service::down(&ctx, args.service),
         CommandName::Status(args) => service::status(&ctx, args),
         CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         CommandName::Models(args) => models::run(&ctx, args),
-        CommandName::Setup(args) => setup::run(&ctx, args),
+        CommandName::Setup(args) => setup::run(&ctx, args.setup),
         CommandName::Verify(args) => setup::verify(&ctx, args),
         CommandName::Migrate(args) => migrate::run(&ctx, *args),
         CommandName::Inspect(args) => inspect::run(&ctx, args),

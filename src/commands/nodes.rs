@@ -11,9 +11,9 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
     let host = ctx.host()?;
     match cmd {
         NodesCommand::Install(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.common.service)?;
-            let list = NodeList::load(args.common.nodes.as_deref())?;
-            let url = url_for(&d, args.common.url)?;
+            let d = deployment(ctx, host.as_ref(), &args.service)?;
+            let list = NodeList::load(args.nodes.as_deref())?;
+            let url = url_for(&d, args.url)?;
             let opts = InstallOptions {
                 force: args.force,
                 no_deps: args.no_deps,
@@ -23,15 +23,15 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::List(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.service)?;
+            let d = deployment(ctx, host.as_ref(), &args.service())?;
             let rows = nodes::list(&d, &NodeList::load(args.nodes.as_deref())?)?;
             ctx.printer.emit(&rows, |rows| render_list(rows))?;
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::Verify(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.service)?;
+            let d = deployment(ctx, host.as_ref(), &args.list.service())?;
             let url = url_for(&d, args.url)?;
-            let proofs = nodes::verify(&d, &NodeList::load(args.nodes.as_deref())?, &url)?;
+            let proofs = nodes::verify(&d, &NodeList::load(args.list.nodes.as_deref())?, &url)?;
             ctx.printer.emit(&proofs, |proofs| render_verify(proofs))?;
             Ok(if proofs.iter().all(|p| p.loaded) {
                 ExitCode::SUCCESS
