@@ -22,6 +22,7 @@ pub mod generate;
 pub mod gpu;
 pub mod help;
 pub mod host;
+pub mod interrupt;
 pub mod inventory;
 pub mod lock;
 pub mod migrate;

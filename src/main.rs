@@ -9,6 +9,9 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     // clap prints its own usage errors and exits with 2.
     let cli = Cli::parse_args();
+    if let Err(e) = lifeos_spark::interrupt::watch() {
+        eprintln!("warning: Ctrl-C will end the run without exit code 130: {e:#}");
+    }
     let (printer, result) = lifeos_spark::commands::run(cli);
     match result {
         Ok(code) => code,

@@ -23,8 +23,9 @@ use crate::host::{self, Host, SshOptions};
 use crate::inventory::{self, Selected};
 use crate::ui::{Printer, UsageError, Verbosity};
 
-/// 128 + SIGINT, as shells report an interrupted command (`models pull`, `setup`).
-const EXIT_INTERRUPTED: u8 = 130;
+/// What `models pull` and `setup` return after saving what a Ctrl-C interrupted; every other
+/// command is ended with it by `crate::interrupt`.
+const EXIT_INTERRUPTED: u8 = crate::interrupt::EXIT_INTERRUPTED;
 
 /// What every command gets: how to print, and where to act.
 pub struct Context {
