@@ -28,11 +28,7 @@ fn http_line(line: &str) -> Option<(String, Option<String>, u16)> {
 #[test]
 fn verbose_pull_over_ssh_shows_commands_and_requests_but_no_secret() {
     let client = ClientHome::new();
-    let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: None,
-        docker_host: None,
-        authorized_keys: vec![client.public_key()],
-    }) else {
+    let Some(server) = SshServer::for_client(&client) else {
         return;
     };
     client.add_alias("spark", &server);
