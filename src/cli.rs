@@ -723,7 +723,7 @@ impl Cli {
         T: Into<std::ffi::OsString> + Clone,
     {
         let mut cmd = crate::help::command();
-        let matches = cmd.try_get_matches_from_mut(args)?;
+        let matches = cmd.try_get_matches_from_mut(args).map_err(own_option_tip)?;
         let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
         if let Some((path, instead)) = cli.command.host_instead() {
             if !cli.global.hosts.is_empty() {
@@ -744,6 +744,39 @@ impl Cli {
         cli.command.fill(&mut cli.global);
         Ok(cli)
     }
+}
+
+/// Options that were global before each command got its own set: their "unexpected argument"
+/// error says where they go now.
+const COMMAND_OPTIONS: [&str; 7] = [
+    "--dry-run",
+    "--yes",
+    "-y",
+    "--no-wait",
+    "--inventory",
+    "--limit",
+    "--forks",
+];
+
+fn own_option_tip(mut err: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let flag = arg.split('=').next().unwrap_or_default().to_string();
+    if err.kind() == ErrorKind::UnknownArgument
+        && COMMAND_OPTIONS.contains(&flag.as_str())
+        && err.get(ContextKind::Suggested).is_none()
+    {
+        let tip = format!(
+            "`{flag}` goes after a command that takes it; `lifeos-spark <COMMAND> --help` lists a command's options"
+        );
+        err.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![tip.into()]),
+        );
+    }
+    err
 }
 
 impl CommandName {

@@ -211,6 +211,14 @@ fn options_a_command_does_not_use_are_refused() {
     }
     assert_eq!(std::fs::read(&env).unwrap(), b"A=1\n");
     assert!(!root.exists());
+    // The tip says where such an option goes.
+    let err = stderr(&run(&["doctor", "--dry-run"]));
+    assert!(
+        err.contains("tip: `--dry-run` goes after a command that takes it"),
+        "{err}"
+    );
+    let err = stderr(&run(&["--dry-run", "compose"]));
+    assert!(err.contains("'compose --dry-run' exists"), "{err}");
 }
 
 /// `--host` where other options name the machines: exit 2 before any connection, naming them.
