@@ -27,6 +27,15 @@ use crate::ui::{Printer, UsageError, Verbosity};
 /// command is ended with it by `crate::interrupt`.
 const EXIT_INTERRUPTED: u8 = crate::interrupt::EXIT_INTERRUPTED;
 
+/// Exit status of a run of steps: a plan whose changes a real run would not reach (a step
+/// `blocked`) fails.
+fn steps_exit(reports: &[crate::step::StepReport]) -> ExitCode {
+    match (reports.iter()).any(|r| r.outcome == crate::step::Outcome::Blocked) {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
+    }
+}
+
 /// What every command gets: how to print, and where to act.
 pub struct Context {
     pub printer: Printer,
