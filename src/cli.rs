@@ -1,13 +1,14 @@
 //! The command line: parsing only. `commands/*` wire these values to operations.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lifeos-spark",
     version,
     about = "Take a DGX Spark or an RTX Linux PC to a working ComfyUI server for Life-OS",
-    propagate_version = true
+    propagate_version = true,
+    after_help = crate::help::TOP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -17,14 +18,17 @@ pub struct Cli {
     pub command: CommandName,
 }
 
+/// The options every command takes (`lifeos-spark --help` lists them once), and, filled after
+/// parsing from the command's own options (`Cli::parse_args`), the ones only some commands take:
+/// the rest of the code reads them all here.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Machine to act on: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
+    /// Machine to act on: `local`, `[user@]host[:port]` or a ~/.ssh/config alias [default: local]
     #[arg(
         long = "host",
         global = true,
         value_name = "TARGET",
-        default_value = "local",
         value_parser = crate::arg_values::host_target
     )]
     pub hosts: Vec<String>,
@@ -33,19 +37,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Run the read-only checks and print the plan; change nothing
-    #[arg(long, global = true)]
-    pub dry_run: bool,
-
-    /// Never prompt; answer yes
-    #[arg(short = 'y', long, global = true)]
-    pub yes: bool,
-
     /// Only errors and actionable warnings on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Show what is done and why
+    /// Show what is done and why: each remote command and HTTP request too (never a secret)
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
@@ -57,66 +53,135 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub accept_new_host_key: bool,
 
-    /// Fail at once when another run holds the deployment root's lock, instead of waiting
-    #[arg(long, global = true)]
+    /// `--dry-run` of the commands that change a host (`PlanArgs`, `DryRunArgs`).
+    #[arg(skip)]
+    pub dry_run: bool,
+
+    /// `--yes` of the commands that may replace a file (`PlanArgs`).
+    #[arg(skip)]
+    pub yes: bool,
+
+    /// `--no-wait` of the commands that take the deployment root's lock (`LockArgs`).
+    #[arg(skip)]
     pub no_wait: bool,
 
-    /// Inventory of hosts (`doctor`, `setup`, `status`, `pool`) [default with `--limit` or
-    /// `pool`: ~/.config/lifeos-spark/inventory.yaml]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// `--inventory` of `doctor`, `setup`, `status`, `pool` (`InventoryArgs`).
+    #[arg(skip)]
+    pub inventory: Option<std::path::PathBuf>,
+
+    /// `--limit` of the same commands (`InventoryArgs`).
+    #[arg(skip)]
+    pub limit: Vec<String>,
+
+    /// `--forks` of `doctor` and `setup` (`FleetArgs`).
+    #[arg(skip = crate::defaults::FORKS)]
+    pub forks: u16,
+}
+
+/// For commands that change a host and may replace a file that differs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PlanArgs {
+    /// Run the read-only checks and print the plan; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Never prompt; replace files that differ (the old one is kept as a backup)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// For commands that change a host without prompting.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DryRunArgs {
+    /// Run the read-only checks and print the plan; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// For commands that take the deployment root's lock.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LockArgs {
+    /// Fail at once when another run holds the deployment root's lock, instead of waiting
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// For commands that can run over the inventory's hosts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InventoryArgs {
+    /// Inventory of hosts [default with `--limit`, or for `pool`: ~/.config/lifeos-spark/inventory.yaml]
+    #[arg(long, value_name = "PATH")]
     pub inventory: Option<std::path::PathBuf>,
 
     /// Only these hosts or groups of the inventory (comma-separated; `all`: every host)
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME|GROUP,...",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "NAME|GROUP,...", value_delimiter = ',')]
     pub limit: Vec<String>,
+}
+
+/// For commands that run on the inventory's hosts in parallel.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
 
     /// Inventory hosts run at once
-    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = crate::defaults::FORKS, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub forks: u16,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CommandName {
     /// Check GPU, driver, Docker, Compose, NVIDIA runtime, disk and port
+    #[command(after_help = crate::help::DOCTOR)]
     Doctor(DoctorArgs),
     /// Write the Dockerfile and docker-compose.yml for the host's profile
-    Compose(ServiceArgs),
+    #[command(after_help = crate::help::COMPOSE)]
+    Compose(ChangeArgs),
     /// Build and start ComfyUI, then wait until it answers
+    #[command(after_help = crate::help::UP)]
     Up(UpArgs),
     /// Stop ComfyUI (models and data stay)
-    Down(ServiceArgs),
+    #[command(after_help = crate::help::DOWN)]
+    Down(ChangeArgs),
     /// ComfyUI's version, device, memory and queue on each host
+    #[command(after_help = crate::help::STATUS)]
     Status(StatusArgs),
     /// Fetch, verify and list model files
+    #[command(after_help = crate::help::MODELS)]
     Models(ModelsArgs),
     /// Install, list and verify custom nodes at pinned commits
-    #[command(subcommand)]
+    #[command(subcommand, after_help = crate::help::NODES)]
     Nodes(NodesCommand),
     /// Back up, restore and transfer workflows
+    #[command(after_help = crate::help::WORKFLOWS)]
     Workflows(WorkflowsArgs),
     /// Write ~/CONNECTION_INFO.txt on the host
+    #[command(after_help = crate::help::CONNECTION_INFO)]
     ConnectionInfo(ConnectionInfoArgs),
     /// Edit Life-OS's .env file
+    #[command(after_help = crate::help::ENV)]
     Env(EnvArgs),
     /// Check through ComfyUI that every model file and custom node is loaded; with
     /// `--generate`, also run a text-to-image and a FaceID generation and time them
+    #[command(after_help = crate::help::VERIFY)]
     Verify(VerifyArgs),
     /// Everything, in order, idempotent: doctor, compose, up, models, nodes, verify, connection-info
-    Setup(SetupArgs),
+    #[command(after_help = crate::help::SETUP)]
+    Setup(SetupCommandArgs),
     /// Move an RTX PC's setup to a Spark: workflows, models, .env, device pool
+    #[command(after_help = crate::help::MIGRATE)]
     Migrate(Box<MigrateArgs>),
     /// Find the host's ComfyUI (container, checkout or this tool's root) and its folders; read-only
+    #[command(after_help = crate::help::INSPECT)]
     Inspect(InspectArgs),
     /// Write Life-OS's device pool (`comfyui_devices`) from the inventory and each ComfyUI
+    #[command(after_help = crate::help::POOL)]
     Pool(PoolArgs),
     /// Print a shell completion script on stdout (see the README for where it goes)
+    #[command(after_help = crate::help::COMPLETIONS)]
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `lifeos-spark man > lifeos-spark.1`
+    #[command(after_help = crate::help::MAN)]
     Man,
 }
 
@@ -140,6 +205,12 @@ pub struct PoolArgs {
     /// Port ComfyUI is published on, for hosts without a `url`
     #[arg(long, default_value_t = crate::defaults::PORT)]
     pub port: u16,
+
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +233,9 @@ pub struct DoctorArgs {
     /// Also run `nvidia-smi` in IMAGE with `docker run --rm --gpus all`
     #[arg(long, value_name = "IMAGE")]
     pub gpu_smoke: Option<String>,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -177,16 +251,21 @@ pub struct EnvArgs {
 #[derive(Debug, Subcommand)]
 pub enum EnvAction {
     /// Set variables; only the named keys change, the rest of the file stays byte for byte
+    #[command(after_help = crate::help::ENV_SET)]
     Set {
         #[arg(required = true, value_name = "KEY=VALUE", value_parser = crate::arg_values::assignment)]
         assignments: Vec<(String, String)>,
         /// Create the file (mode 0600) when it does not exist
         #[arg(long)]
         create: bool,
+        #[command(flatten)]
+        dry: DryRunArgs,
     },
     /// Print the value in effect for KEY (the last one when the key repeats)
+    #[command(after_help = crate::help::ENV_GET)]
     Get { key: String },
     /// List the variables in effect (secret-looking values masked)
+    #[command(after_help = crate::help::ENV_SHOW)]
     Show {
         /// Print secret-looking values (tokens, passwords, API keys) too
         #[arg(long)]
@@ -203,6 +282,9 @@ pub struct ConnectionInfoArgs {
     /// Address to publish instead of the one of the interface holding the default route
     #[arg(long, value_name = "IP")]
     pub address: Option<String>,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +296,7 @@ pub struct WorkflowsArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkflowsAction {
     /// Write a .tar.gz of the host's workflows (with a manifest) on this machine
+    #[command(after_help = crate::help::WORKFLOWS_BACKUP)]
     Backup {
         /// Deployment root on the host
         #[arg(long, default_value = crate::defaults::ROOT)]
@@ -221,8 +304,11 @@ pub enum WorkflowsAction {
         /// Archive to write on this machine [default: workflows-<host>-<time>.tar.gz]
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        dry: DryRunArgs,
     },
     /// Verify an archive on this machine, then extract it into the host's deployment root
+    #[command(after_help = crate::help::WORKFLOWS_RESTORE)]
     Restore {
         /// Archive written by `workflows backup`
         file: std::path::PathBuf,
@@ -232,8 +318,11 @@ pub enum WorkflowsAction {
         /// Replace files that differ (the old one is kept as `<name>.bak-<time>`)
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        dry: DryRunArgs,
     },
     /// Stream the workflows of one host into another, then verify them there
+    #[command(after_help = crate::help::WORKFLOWS_TRANSFER)]
     Transfer {
         /// Source: `local`, `[user@]host[:port]` or a ~/.ssh/config alias
         #[arg(long, value_name = "TARGET", value_parser = crate::arg_values::host_target)]
@@ -250,6 +339,8 @@ pub enum WorkflowsAction {
         /// Replace files that differ (the old one is kept as `<name>.bak-<time>`)
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        dry: DryRunArgs,
     },
 }
 
@@ -281,10 +372,23 @@ pub struct ServiceArgs {
     pub gpu: GpuChoice,
 }
 
+/// `compose` and `down`: where the service is, and how to change it.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
+
+    #[command(flatten)]
+    pub plan: PlanArgs,
 
     /// Build the image even if it exists
     #[arg(long)]
@@ -304,21 +408,67 @@ pub struct StatusArgs {
     /// Port ComfyUI is published on
     #[arg(long, default_value_t = crate::defaults::PORT)]
     pub port: u16,
+
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NodesCommand {
     /// Clone each node at its pinned commit, install its requirements in the container
     /// (PyTorch constrained), restart ComfyUI if anything changed
+    #[command(after_help = crate::help::NODES_INSTALL)]
     Install(NodesInstallArgs),
     /// Pinned vs actual commit, local changes, requirements satisfied
-    List(NodesArgs),
+    #[command(after_help = crate::help::NODES_LIST)]
+    List(NodesListArgs),
     /// Ask ComfyUI's /object_info whether each node's classes loaded
-    Verify(NodesArgs),
+    #[command(after_help = crate::help::NODES_VERIFY)]
+    Verify(NodesVerifyArgs),
+}
+
+/// Which deployment and node list `nodes list` and `nodes verify` read: no `--gpu` or `--bind`,
+/// which only shape a service being written.
+#[derive(Debug, Args)]
+pub struct NodesListArgs {
+    /// Playbook: an embedded name (dgx-spark, rtx-4090, generic-nvidia; `dgx_spark` too) or a YAML file;
+    /// default: the one for the GPU `doctor` finds
+    #[arg(long, value_name = "NAME|PATH", value_parser = crate::arg_values::playbook)]
+    pub playbook: Option<String>,
+
+    /// Deployment root on the host (default: the playbook's, `~/comfyui`)
+    #[arg(long)]
+    pub root: Option<String>,
+
+    /// Node list (default: the embedded manifests/custom-nodes.yaml)
+    #[arg(long, value_name = "PATH")]
+    pub nodes: Option<String>,
+}
+
+impl NodesListArgs {
+    /// The deployment these options name, as the service commands take it.
+    pub fn service(&self) -> ServiceArgs {
+        ServiceArgs {
+            playbook: self.playbook.clone(),
+            root: self.root.clone(),
+            bind: None,
+            gpu: GpuChoice::All,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
-pub struct NodesArgs {
+pub struct NodesVerifyArgs {
+    #[command(flatten)]
+    pub list: NodesListArgs,
+
+    /// ComfyUI's URL (default: http://<host address>:<playbook port>)
+    #[arg(long, value_parser = crate::arg_values::http_url)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesInstallArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
 
@@ -329,12 +479,6 @@ pub struct NodesArgs {
     /// ComfyUI's URL (default: http://<host address>:<playbook port>)
     #[arg(long, value_parser = crate::arg_values::http_url)]
     pub url: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct NodesInstallArgs {
-    #[command(flatten)]
-    pub common: NodesArgs,
 
     /// Move clones that have local changes too (the changes are lost)
     #[arg(long)]
@@ -343,6 +487,9 @@ pub struct NodesInstallArgs {
     /// Only clone and check out; install no Python packages
     #[arg(long)]
     pub no_deps: bool,
+
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -372,6 +519,22 @@ pub struct SetupArgs {
     /// End the verify phase without the check generation (text-to-image, then FaceID)
     #[arg(long)]
     pub no_generate: bool,
+
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// `setup` itself: on one host, or on the inventory's (which `migrate`'s setup has not).
+#[derive(Debug, Args)]
+pub struct SetupCommandArgs {
+    #[command(flatten)]
+    pub setup: SetupArgs,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Which ComfyUI, model manifest and node list `setup` and `verify` work with.
@@ -402,6 +565,12 @@ pub struct VerifyArgs {
     /// and report the seconds per image
     #[arg(long)]
     pub generate: bool,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -477,10 +646,13 @@ pub struct ModelsArgs {
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Download what is missing: resumable, verified, several files and connections at once
+    #[command(after_help = crate::help::MODELS_PULL)]
     Pull(ModelsPullArgs),
     /// Re-hash the files on the host: ok, missing, wrong-size or wrong-hash for each
+    #[command(after_help = crate::help::MODELS_VERIFY)]
     Verify(ModelsVerifyArgs),
     /// What the manifest holds, how big, and what is on the host
+    #[command(after_help = crate::help::MODELS_LIST)]
     List(ModelSetArgs),
 }
 
@@ -516,6 +688,12 @@ pub struct ModelsPullArgs {
     /// Parallel range connections per file
     #[arg(long, default_value_t = crate::defaults::MODEL_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub connections: u16,
+
+    #[command(flatten)]
+    pub dry: DryRunArgs,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -526,4 +704,176 @@ pub struct ModelsVerifyArgs {
     /// Files hashed at once
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+impl Cli {
+    /// The command line of this process; a usage error ends it with clap's message and exit 2.
+    pub fn parse_args() -> Cli {
+        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parse with the help `crate::help::command` shapes, then what clap cannot say: `--host`
+    /// where another option names the machines, and the command's own options in `GlobalArgs`.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_with_matches(args).map(|(cli, _)| cli)
+    }
+
+    /// `try_parse_args`, with clap's matches (they name the subcommand path for `--json`).
+    pub fn try_parse_with_matches<I, T>(args: I) -> Result<(Cli, clap::ArgMatches), clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut cmd = crate::help::command();
+        let matches = cmd.try_get_matches_from_mut(args).map_err(own_option_tip)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+        if let Some((path, instead)) = cli.command.host_instead() {
+            if !cli.global.hosts.is_empty() {
+                let name = path.join(" ");
+                let sub = path.iter().fold(&mut cmd, |c, name| {
+                    c.find_subcommand_mut(name)
+                        .expect("a subcommand of the CLI")
+                });
+                return Err(sub.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("`--host` does not apply to `{name}`\n\nhint: {instead}"),
+                ));
+            }
+        }
+        if cli.global.hosts.is_empty() {
+            cli.global.hosts.push("local".to_string());
+        }
+        cli.command.fill(&mut cli.global);
+        Ok((cli, matches))
+    }
+}
+
+/// Options that were global before each command got its own set: their "unexpected argument"
+/// error says where they go now.
+const COMMAND_OPTIONS: [&str; 7] = [
+    "--dry-run",
+    "--yes",
+    "-y",
+    "--no-wait",
+    "--inventory",
+    "--limit",
+    "--forks",
+];
+
+fn own_option_tip(mut err: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let flag = arg.split('=').next().unwrap_or_default().to_string();
+    if err.kind() == ErrorKind::UnknownArgument
+        && COMMAND_OPTIONS.contains(&flag.as_str())
+        && err.get(ContextKind::Suggested).is_none()
+    {
+        let tip = format!(
+            "`{flag}` goes after a command that takes it; `lifeos-spark <COMMAND> --help` lists a command's options"
+        );
+        err.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![tip.into()]),
+        );
+    }
+    err
+}
+
+impl CommandName {
+    /// For a command `--host` cannot apply to: its path and what to give instead.
+    fn host_instead(&self) -> Option<(&'static [&'static str], &'static str)> {
+        match self {
+            CommandName::Migrate(_) => Some((
+                &["migrate"],
+                "name the machines with `--from` (the RTX PC) and `--to` (the Spark)",
+            )),
+            CommandName::Workflows(WorkflowsArgs {
+                action: WorkflowsAction::Transfer { .. },
+            }) => Some((
+                &["workflows", "transfer"],
+                "name the machines with `--from` and `--to`",
+            )),
+            CommandName::Pool(_) => Some((
+                &["pool"],
+                "`pool` asks the inventory's hosts: choose them with `--inventory` and `--limit`",
+            )),
+            CommandName::Completions(_) => Some((
+                &["completions"],
+                "the script is printed on this machine; copy it where the shell of that host reads it",
+            )),
+            CommandName::Man => Some((
+                &["man"],
+                "the page is printed on this machine; copy it to the other host's man path",
+            )),
+            _ => None,
+        }
+    }
+
+    /// Copy the options only some commands take into `GlobalArgs`, where the code reads them.
+    fn fill(&self, g: &mut GlobalArgs) {
+        let dry = |d: &DryRunArgs| PlanArgs {
+            dry_run: d.dry_run,
+            yes: false,
+        };
+        let (plan, lock, inventory, forks) = match self {
+            CommandName::Doctor(a) => (None, None, Some(&a.fleet.inventory), Some(a.fleet.forks)),
+            CommandName::Compose(a) | CommandName::Down(a) => {
+                (Some(a.plan.clone()), None, None, None)
+            }
+            CommandName::Up(a) => (Some(a.plan.clone()), None, None, None),
+            CommandName::Status(a) => (None, None, Some(&a.inventory), None),
+            CommandName::Models(a) => match &a.command {
+                ModelsCommand::Pull(p) => (Some(dry(&p.dry)), Some(&p.lock), None, None),
+                ModelsCommand::Verify(v) => (None, Some(&v.lock), None, None),
+                ModelsCommand::List(_) => (None, None, None, None),
+            },
+            CommandName::Nodes(NodesCommand::Install(a)) => {
+                (Some(a.plan.clone()), None, None, None)
+            }
+            CommandName::Workflows(a) => match &a.action {
+                WorkflowsAction::Backup { dry: d, .. }
+                | WorkflowsAction::Restore { dry: d, .. }
+                | WorkflowsAction::Transfer { dry: d, .. } => (Some(dry(d)), None, None, None),
+            },
+            CommandName::ConnectionInfo(a) => (Some(dry(&a.dry)), None, None, None),
+            CommandName::Env(EnvArgs {
+                action: EnvAction::Set { dry: d, .. },
+                ..
+            }) => (Some(dry(d)), None, None, None),
+            CommandName::Verify(a) => (Some(dry(&a.dry)), Some(&a.lock), None, None),
+            CommandName::Setup(a) => (
+                Some(a.setup.plan.clone()),
+                Some(&a.setup.lock),
+                Some(&a.fleet.inventory),
+                Some(a.fleet.forks),
+            ),
+            CommandName::Migrate(a) => {
+                (Some(a.setup.plan.clone()), Some(&a.setup.lock), None, None)
+            }
+            CommandName::Pool(a) => (Some(dry(&a.dry)), None, Some(&a.inventory), None),
+            CommandName::Nodes(_)
+            | CommandName::Env(_)
+            | CommandName::Inspect(_)
+            | CommandName::Completions(_)
+            | CommandName::Man => (None, None, None, None),
+        };
+        let plan = plan.unwrap_or_default();
+        g.dry_run = plan.dry_run;
+        g.yes = plan.yes;
+        g.no_wait = lock.is_some_and(|l| l.no_wait);
+        if let Some(inv) = inventory {
+            g.inventory = inv.inventory.clone();
+            g.limit = inv.limit.clone();
+        }
+        g.forks = forks.unwrap_or(crate::defaults::FORKS);
+    }
 }

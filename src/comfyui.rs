@@ -84,11 +84,7 @@ impl Client {
 
     async fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
+        let resp = traced("GET", &url, self.http.get(&url).send().await)
             .with_context(|| format!("no answer from {url}"))?;
         let resp = resp
             .error_for_status()
@@ -243,6 +239,19 @@ impl HistoryStatus {
     }
 }
 
+/// `-v`'s line for a request to ComfyUI: method, URL (credentials masked), status or error.
+fn traced(
+    method: &str,
+    url: &str,
+    answer: reqwest::Result<reqwest::Response>,
+) -> reqwest::Result<reqwest::Response> {
+    match &answer {
+        Ok(resp) => crate::trace::line(format_args!("HTTP {method} {url} -> {}", resp.status())),
+        Err(e) => crate::trace::line(format_args!("HTTP {method} {url} -> {e}")),
+    }
+    answer
+}
+
 /// What `POST /prompt` answered.
 #[derive(Debug)]
 pub enum Submitted {
@@ -258,7 +267,8 @@ impl Client {
             let body = serde_json::json!({ "prompt": graph, "client_id": client_id });
             let request = self.http.post(&url).body(serde_json::to_vec(&body)?);
             let request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
-            let resp = (request.send().await).with_context(|| format!("no answer from {url}"))?;
+            let resp = traced("POST", &url, request.send().await)
+                .with_context(|| format!("no answer from {url}"))?;
             let status = resp.status();
             let bytes =
                 (resp.bytes().await).with_context(|| format!("{url} broke off its answer"))?;
@@ -300,7 +310,7 @@ impl Client {
                 ("subfolder", image.subfolder.as_str()),
                 ("type", image.kind.as_str()),
             ];
-            let resp = (self.http.get(&url).query(&query).send().await)
+            let resp = traced("GET", &url, self.http.get(&url).query(&query).send().await)
                 .with_context(|| format!("no answer from {url}"))?
                 .error_for_status()
                 .with_context(|| format!("{url} has no image {}", image.filename))?;

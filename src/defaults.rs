@@ -40,3 +40,6 @@ pub const MODEL_CONNECTIONS: u16 = 8;
 /// Bytes per range request of a segmented download. With the hash-order window of one piece
 /// per connection, a file holds at most `connections * piece` bytes in memory.
 pub const MODEL_PIECE_BYTES: u64 = 4 << 20;
+
+/// Inventory hosts `doctor` and `setup` run at once (`--forks`).
+pub const FORKS: u16 = 5;

@@ -1,7 +1,5 @@
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-
 use lifeos_spark::cli::Cli;
 use lifeos_spark::envelope;
 use lifeos_spark::ui::UsageError;
@@ -10,18 +8,23 @@ use lifeos_spark::ui::UsageError;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // clap prints its own usage errors and exits with 2 (with `--json`, after the document).
-    let matches = Cli::command()
-        .try_get_matches_from(&args)
-        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
-    let (matches, cli) = matches.unwrap_or_else(|e| {
-        if let Some(doc) = envelope::usage_error(&args, &e) {
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    let (cli, command) = match Cli::try_parse_with_matches(args.iter().cloned()) {
+        Ok((cli, matches)) => (cli, envelope::command_path(&matches)),
+        Err(e) => {
+            let words: Vec<String> = (args.iter())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            if let Some(doc) = envelope::usage_error(&words, &e) {
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            e.exit()
         }
-        e.exit()
-    });
-    let command = envelope::command_path(&matches);
+    };
+    if let Err(e) = lifeos_spark::interrupt::watch() {
+        eprintln!("warning: Ctrl-C will end the run without exit code 130: {e:#}");
+    }
     let (printer, result) = lifeos_spark::commands::run(cli);
     printer.finish(&command, &result);
     match result {

@@ -56,9 +56,9 @@ fn setup_dry_run_exits_1_on_a_blocker_and_writes_nothing() {
         home.path(),
         "unix:///nonexistent/docker.sock",
         &[
-            "--dry-run",
             "--json",
             "setup",
+            "--dry-run",
             "--root",
             root.to_str().unwrap(),
         ],

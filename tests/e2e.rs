@@ -198,7 +198,7 @@ impl World {
             &self.spark_playbook.0
         };
         let mut cmd = self.client.lifeos();
-        cmd.args(["--host", host]).args(extra).arg("setup");
+        cmd.args(["--host", host]).arg("setup").args(extra);
         cmd.args(["--playbook", playbook.to_str().unwrap(), "--gpu", "none"]);
         cmd.args([
             "--manifest",

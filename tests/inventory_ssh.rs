@@ -75,8 +75,8 @@ impl World {
         let out = self
             .client
             .lifeos()
-            .args(["--inventory", self.inventory.to_str().unwrap()])
             .args(args)
+            .args(["--inventory", self.inventory.to_str().unwrap()])
             .output()
             .unwrap();
         (out, start.elapsed())
@@ -86,7 +86,7 @@ impl World {
     fn timed(&self, command: &[&str]) -> (Duration, Duration, Output) {
         let mut sum = Duration::ZERO;
         for (name, _) in HOSTS {
-            let (out, took) = self.run(&[&["--limit", name], command].concat());
+            let (out, took) = self.run(&[command, &["--limit", name]].concat());
             let block = stdout(&out);
             assert!(
                 block.contains(&format!("=== {name} [")),
@@ -195,7 +195,7 @@ fn doctor_over_inventory_runs_hosts_at_once_and_reports_each() {
     assert_eq!(result(&doc, "broken")["result"]["profile"], "no_gpu");
 
     // `--limit` by group: the failing host left out, so success.
-    let (out, _) = w.run(&["--limit", "good", "doctor", "--json"]);
+    let (out, _) = w.run(&["doctor", "--json", "--limit", "good"]);
     let doc = json(&out);
     let hosts: Vec<&str> = doc["hosts"]
         .as_array()
@@ -211,8 +211,8 @@ fn doctor_over_inventory_runs_hosts_at_once_and_reports_each() {
 fn setup_dry_run_over_inventory_changes_nothing_and_fails_only_the_broken_host() {
     let Some(w) = world() else { return };
     let setup = [
-        "--dry-run",
         "setup",
+        "--dry-run",
         "--gpu",
         "all",
         "--skip",

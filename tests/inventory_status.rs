@@ -44,8 +44,8 @@ impl Fleet {
     fn run(&self, args: &[&str]) -> std::process::Output {
         self.client
             .lifeos()
-            .args(["--inventory", self.inventory.to_str().unwrap()])
             .args(args)
+            .args(["--inventory", self.inventory.to_str().unwrap()])
             .output()
             .unwrap()
     }
@@ -102,7 +102,7 @@ fn status_marks_the_least_loaded_host_with_priority_breaking_ties() {
 fn status_limit_selects_by_group_and_by_name() {
     let f = fleet();
     let hosts = |limit: &str| -> Vec<String> {
-        let out = f.run(&["--limit", limit, "status", "--json"]);
+        let out = f.run(&["status", "--json", "--limit", limit]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         json(&out)["hosts"]
             .as_array()
@@ -114,7 +114,7 @@ fn status_limit_selects_by_group_and_by_name() {
     assert_eq!(hosts("boxes"), ["rtx", "spark"]);
     assert_eq!(hosts("busy"), ["busy"]);
     assert_eq!(hosts("busy,boxes"), ["busy", "rtx", "spark"]);
-    let out = f.run(&["--limit", "nope", "status"]);
+    let out = f.run(&["status", "--limit", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("hint: hosts: busy, rtx, spark; groups: boxes"),
@@ -221,10 +221,10 @@ fn an_unreachable_host_is_reported_and_does_not_stop_the_others() {
     let out = client
         .lifeos()
         .args([
-            "--inventory",
-            inventory.to_str().unwrap(),
             "doctor",
             "--json",
+            "--inventory",
+            inventory.to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -246,7 +246,7 @@ fn an_unreachable_host_is_reported_and_does_not_stop_the_others() {
 
     let text = client
         .lifeos()
-        .args(["--inventory", inventory.to_str().unwrap(), "doctor"])
+        .args(["doctor", "--inventory", inventory.to_str().unwrap()])
         .output()
         .unwrap();
     let recap = stdout(&text);

@@ -250,18 +250,18 @@ fn install_restarts_comfyui_and_verify_reports_which_nodes_loaded() {
             playbook.to_str().unwrap(),
             "--root",
             root.to_str().unwrap(),
-            "--gpu",
-            "none",
         ]);
         cmd.output().unwrap()
     };
-    let up = run(&["up"]);
+    // `--gpu` shapes the service `up` and `nodes install` write; `nodes verify` takes none.
+    let cpu = ["--gpu", "none"];
+    let up = run(&["up", "--gpu", "none"]);
     assert!(up.status.success(), "{}", stderr(&up));
     let nodes_arg = ["--nodes", n.list.to_str().unwrap()];
     let before = run(&[&["nodes", "verify"][..], &nodes_arg].concat());
     assert_eq!(before.status.code(), Some(1), "nothing installed yet");
 
-    let install = run(&[&["nodes", "install"][..], &nodes_arg].concat());
+    let install = run(&[&["nodes", "install"][..], &nodes_arg, &cpu].concat());
     let text = stdout(&install);
     assert!(install.status.success(), "{text}{}", stderr(&install));
     assert!(
@@ -290,7 +290,7 @@ fn install_restarts_comfyui_and_verify_reports_which_nodes_loaded() {
     let project = format!("lifeos-test-{port}");
     let before = containers_of(&docker, &project);
     assert_eq!(before.len(), 1, "{before:?}");
-    let again = run(&[&["nodes", "install"][..], &nodes_arg].concat());
+    let again = run(&[&["nodes", "install"][..], &nodes_arg, &cpu].concat());
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(
         containers_of(&docker, &project),

@@ -133,14 +133,14 @@ fn compose_writes_valid_files_then_is_idempotent_and_guards_changes() {
     );
     assert_eq!(std::fs::read_to_string(&compose).unwrap(), before);
 
-    let plan = ok(&t.run(&["--dry-run", "compose"]));
+    let plan = ok(&t.run(&["compose", "--dry-run"]));
     assert!(
         plan.contains("would change") && plan.contains("-    - 127.0.0.1:"),
         "{plan}"
     );
     assert_eq!(std::fs::read_to_string(&compose).unwrap(), before);
 
-    let replaced = ok(&t.run(&["--yes", "compose"]));
+    let replaced = ok(&t.run(&["compose", "--yes"]));
     assert!(replaced.contains("backup at"), "{replaced}");
     assert!(std::fs::read_to_string(&compose)
         .unwrap()
@@ -161,7 +161,7 @@ fn compose_writes_valid_files_then_is_idempotent_and_guards_changes() {
 #[test]
 fn dry_run_changes_nothing() {
     let Some(t) = Local::new() else { return };
-    let plan = ok(&t.run(&["--dry-run", "--json", "up"]));
+    let plan = ok(&t.run(&["--json", "up", "--dry-run"]));
     let doc: serde_json::Value = serde_json::from_str(&plan).unwrap();
     assert_eq!(doc["dry_run"], true);
     let steps = doc["steps"].as_array().unwrap();
@@ -264,7 +264,7 @@ fn up_refuses_a_gpu_service_without_nvidia_runtime() {
     let out = client
         .lifeos()
         .env("DOCKER_HOST", &plain)
-        .args(["--dry-run", "up", "--playbook", playbook.to_str().unwrap()])
+        .args(["up", "--dry-run", "--playbook", playbook.to_str().unwrap()])
         .args(["--root", dir.path().join("r").to_str().unwrap()])
         .output()
         .unwrap();
@@ -382,9 +382,9 @@ fn an_image_built_from_another_dockerfile_is_rebuilt() {
         .lifeos()
         .env("DOCKER_HOST", &docker)
         .args([
-            "--dry-run",
             "--json",
             "up",
+            "--dry-run",
             "--gpu",
             "none",
             "--playbook",

@@ -82,11 +82,11 @@ fn dry_run_on_a_host_without_gpu_or_docker_plans_every_phase_and_names_the_block
     let before = file_states(&home);
     let plan = |json: bool| {
         let mut cmd = client.lifeos();
-        cmd.args(["--host", "bare", "--dry-run"]);
+        cmd.args(["--host", "bare"]);
         if json {
             cmd.arg("--json");
         }
-        cmd.args(["setup", "--manifest", manifest])
+        cmd.args(["setup", "--dry-run", "--manifest", manifest])
             .output()
             .unwrap()
     };
@@ -190,9 +190,9 @@ fn dry_run_with_gpu_none_is_blocked_by_docker_alone() {
         .args([
             "--host",
             "bare",
-            "--dry-run",
             "--json",
             "setup",
+            "--dry-run",
             "--gpu",
             "none",
         ])
@@ -235,7 +235,7 @@ fn dry_run_on_a_ready_host_exits_0_and_changes_nothing() {
     let before = file_states(&server.home());
     let out = client
         .lifeos()
-        .args(["--host", "rtx", "--dry-run", "--json", "setup"])
+        .args(["--host", "rtx", "--json", "setup", "--dry-run"])
         .args(["--playbook", playbook.to_str().unwrap()])
         .args(["--manifest", &manifest])
         .output()
@@ -278,9 +278,9 @@ fn compose_renders_and_diffs_without_a_docker_daemon() {
     let compose = |extra: &[&str]| {
         client
             .lifeos()
-            .args(["--host", "bare"])
+            .args(["--host", "bare", "compose"])
             .args(extra)
-            .args(["compose", "--playbook", "dgx_spark"])
+            .args(["--playbook", "dgx_spark"])
             .output()
             .unwrap()
     };
@@ -332,7 +332,7 @@ fn compose_on_a_host_without_compose_warns_and_still_plans() {
     let out = ClientHome::new()
         .lifeos()
         .env("PATH", &bin)
-        .args(["--dry-run", "compose", "--playbook", "rtx-4090", "--root"])
+        .args(["compose", "--dry-run", "--playbook", "rtx-4090", "--root"])
         .arg(&root)
         .output()
         .unwrap();

@@ -62,9 +62,9 @@ fn restore(archive: &Path, root: &Path, extra: &[&str]) -> Output {
     lifeos(&restore_args(archive, root, extra))
 }
 
-/// `args` under the global `--dry-run`; the caller checks how it ended.
+/// `args` with `--dry-run`; the caller checks how it ended.
 fn dry_run(args: &[&str]) -> Output {
-    lifeos(&[&["--dry-run"], args].concat())
+    lifeos(&[args, &["--dry-run"]].concat())
 }
 
 /// The `--json` report on stdout.

@@ -20,6 +20,7 @@ pub fn run(ctx: &Context, args: EnvArgs) -> Result<ExitCode> {
         EnvAction::Set {
             assignments,
             create,
+            ..
         } => {
             let opts = SetOptions {
                 file,

@@ -23,8 +23,9 @@ use crate::host::{self, Host, SshOptions};
 use crate::inventory::{self, Selected};
 use crate::ui::{Printer, UsageError, Verbosity};
 
-/// 128 + SIGINT, as shells report an interrupted command (`models pull`, `setup`).
-const EXIT_INTERRUPTED: u8 = 130;
+/// What `models pull` and `setup` return after saving what a Ctrl-C interrupted; every other
+/// command is ended with it by `crate::interrupt`.
+const EXIT_INTERRUPTED: u8 = crate::interrupt::EXIT_INTERRUPTED;
 
 /// What every command gets: how to print, and where to act.
 pub struct Context {
@@ -40,6 +41,7 @@ impl Context {
             _ => Verbosity::Normal,
         };
         crate::lock::set_no_wait(global.no_wait);
+        crate::trace::set(verbosity == Verbosity::Verbose);
         let printer = Printer::new(verbosity, global.json, global.no_progress);
         printer.out.set_dry_run(global.dry_run);
         Context { printer, global }
@@ -156,13 +158,13 @@ pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
         CommandName::Env(args) => env::run(&ctx, args),
         CommandName::ConnectionInfo(args) => connection_info::run(&ctx, args),
         CommandName::Workflows(args) => workflows::run(&ctx, args),
-        CommandName::Compose(args) => service::compose(&ctx, args),
+        CommandName::Compose(args) => service::compose(&ctx, args.service),
         CommandName::Up(args) => service::up(&ctx, args),
-        CommandName::Down(args) => service::down(&ctx, args),
+        CommandName::Down(args) => service::down(&ctx, args.service),
         CommandName::Status(args) => service::status(&ctx, args),
         CommandName::Nodes(cmd) => nodes::run(&ctx, cmd),
         CommandName::Models(args) => models::run(&ctx, args),
-        CommandName::Setup(args) => setup::run(&ctx, args),
+        CommandName::Setup(args) => setup::run(&ctx, args.setup),
         CommandName::Verify(args) => setup::verify(&ctx, args),
         CommandName::Migrate(args) => migrate::run(&ctx, *args),
         CommandName::Inspect(args) => inspect::run(&ctx, args),

@@ -11,9 +11,9 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
     let host = ctx.host()?;
     match cmd {
         NodesCommand::Install(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.common.service, Pick::Default)?;
-            let list = NodeList::load(args.common.nodes.as_deref())?;
-            let url = url_for(&d, args.common.url)?;
+            let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
+            let list = NodeList::load(args.nodes.as_deref())?;
+            let url = url_for(&d, args.url)?;
             let opts = InstallOptions {
                 force: args.force,
                 no_deps: args.no_deps,
@@ -23,16 +23,16 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
             Ok(ctx.steps_exit(&reports))
         }
         NodesCommand::List(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
+            let d = deployment(ctx, host.as_ref(), &args.service(), Pick::Default)?;
             let rows = nodes::list(&d, &NodeList::load(args.nodes.as_deref())?)?;
             ctx.printer
                 .emit_field("nodes", &rows, |rows| render_list(rows))?;
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::Verify(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
+            let d = deployment(ctx, host.as_ref(), &args.list.service(), Pick::Default)?;
             let url = url_for(&d, args.url)?;
-            let proofs = nodes::verify(&d, &NodeList::load(args.nodes.as_deref())?, &url)?;
+            let proofs = nodes::verify(&d, &NodeList::load(args.list.nodes.as_deref())?, &url)?;
             ctx.printer
                 .emit_field("nodes", &proofs, |proofs| render_verify(proofs))?;
             let missing: Vec<&str> = proofs

@@ -28,6 +28,11 @@ pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<ExitCode> {
         only: vec![Phase::Verify],
         skip: Vec::new(),
         no_generate: !args.generate,
+        plan: crate::cli::PlanArgs {
+            dry_run: args.dry.dry_run,
+            yes: false,
+        },
+        lock: args.lock,
     };
     run_phases(ctx, &options(ctx, setup))
 }

@@ -14,14 +14,16 @@ pub fn run(ctx: &Context, args: WorkflowsArgs) -> Result<ExitCode> {
     let local = LocalHost::new();
     let dry_run = ctx.global.dry_run;
     match args.action {
-        WorkflowsAction::Backup { root, out } => {
+        WorkflowsAction::Backup { root, out, .. } => {
             let host = ctx.host()?;
             let out = out.unwrap_or_else(|| default_archive_name(host.name()));
             let report = workflows::backup(host.as_ref(), &root, &local, &out, dry_run)?;
             print_backup(ctx, &report)?;
             Ok(ExitCode::SUCCESS)
         }
-        WorkflowsAction::Restore { file, root, force } => {
+        WorkflowsAction::Restore {
+            file, root, force, ..
+        } => {
             let host = ctx.host()?;
             let report = workflows::restore(&local, &file, host.as_ref(), &root, force, dry_run)?;
             print_restore(ctx, &report)
@@ -32,6 +34,7 @@ pub fn run(ctx: &Context, args: WorkflowsArgs) -> Result<ExitCode> {
             from_root,
             to_root,
             force,
+            ..
         } => {
             let from = host::connect(&from, &ctx.ssh_options())?;
             let to = host::connect(&to, &ctx.ssh_options())?;

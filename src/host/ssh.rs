@@ -147,6 +147,7 @@ impl SshHost {
 
 impl Link {
     fn exec(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output> {
+        self.trace(line);
         let mut channel = {
             let _g = self.gate.hold();
             let mut channel = self.session.channel_session()?;
@@ -171,6 +172,11 @@ impl Link {
             stdout,
             stderr,
         })
+    }
+
+    /// `-v`: the command line, as the remote shell gets it (secrets masked by `trace`).
+    fn trace(&self, line: &str) {
+        crate::trace::line(format_args!("ssh `{}`: {line}", self.name));
     }
 
     /// Read stdout and stderr together until the remote end closes them: reading one to its
@@ -403,6 +409,7 @@ impl Host for SshHost {
         // Blocking reads under the gate: the session is in blocking mode whenever the gate is free.
         let _g = self.link.gate.hold();
         let mut channel = self.link.session.channel_session().with_context(ctx)?;
+        self.link.trace(&line);
         channel.exec(&line).with_context(ctx)?;
         let mut first = Vec::new();
         let mut byte = [0u8; 1];

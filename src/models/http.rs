@@ -159,8 +159,9 @@ impl Transport {
             .headers(self.hub.auth_headers(url))
             .send()
             .await
-            .map_err(network)?;
+            .map_err(|e| traced("HEAD", url, None, network(e)))?;
         let status = response.status();
+        trace("HEAD", url, None, &self.hub, status);
         let linked = Linked::from_headers(response.headers());
         if status.is_redirection() {
             let location = response
@@ -207,20 +208,24 @@ impl Transport {
             .client
             .get(url.clone())
             .headers(self.hub.auth_headers(url));
+        let mut range = None;
         if !whole {
             // Open-ended when the span runs to the end, as curl and rustup resume.
-            let range = if span.end == span.total {
+            let bytes = if span.end == span.total {
                 format!("bytes={}-", span.start)
             } else {
                 format!("bytes={}-{}", span.start, span.end - 1)
             };
-            request = request.header(reqwest::header::RANGE, range);
+            request = request.header(reqwest::header::RANGE, &bytes);
+            range = Some(bytes);
             // If-Range needs a strong validator (RFC 9110 13.1.5).
             if let Some(v) = validator.filter(|v| !v.starts_with("W/")) {
                 request = request.header(reqwest::header::IF_RANGE, v);
             }
         }
-        let response = request.send().await.map_err(network)?;
+        let range = range.as_deref();
+        let response = (request.send().await).map_err(|e| traced("GET", url, range, network(e)))?;
+        trace("GET", url, range, &self.hub, response.status());
         let etag = header(response.headers(), ETAG).map(str::to_string);
         match response.status() {
             StatusCode::PARTIAL_CONTENT if !whole => check_content_range(response.headers(), span)?,
@@ -246,6 +251,26 @@ impl Transport {
             remaining: want,
         })
     }
+}
+
+/// `-v`'s line for a request that was answered: method, URL (credentials masked by `trace`),
+/// `Range`, whether the hub token went with it (never the token), status.
+fn trace(method: &str, url: &Url, range: Option<&str>, hub: &Hub, status: StatusCode) {
+    let token = match hub.auth_headers(url).is_empty() {
+        true => "",
+        false => " (hub token sent)",
+    };
+    let range = range.map(|r| format!(" Range: {r}")).unwrap_or_default();
+    crate::trace::line(format_args!(
+        "HTTP {method} {url}{range}{token} -> {status}"
+    ));
+}
+
+/// `-v`'s line for a request that got no answer; the error goes on.
+fn traced(method: &str, url: &Url, range: Option<&str>, err: FetchError) -> FetchError {
+    let range = range.map(|r| format!(" Range: {r}")).unwrap_or_default();
+    crate::trace::line(format_args!("HTTP {method} {url}{range} -> {err}"));
+    err
 }
 
 fn header(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<&str> {

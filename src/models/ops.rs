@@ -300,6 +300,8 @@ async fn execute(
         .sum();
     let progress = Progress::new(printer, total);
     let (cancel_tx, cancel) = watch::channel(false);
+    // The first Ctrl-C is ours: the pieces in flight are recorded before the run ends.
+    let handled = crate::interrupt::handled_here();
     let signals = tokio::spawn(watch_signals(cancel_tx));
     let fetches = futures_util::stream::iter(
         plans
@@ -328,6 +330,7 @@ async fn execute(
     .await;
     progress.finish();
     signals.abort();
+    drop(handled);
     for (i, result) in fetches {
         let e = &mut report.files[i];
         match result {

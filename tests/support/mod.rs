@@ -200,6 +200,7 @@ impl SshServer {
             .collect();
         std::fs::write(dir.path().join("authorized_keys"), keys).unwrap();
         let mut setenv = format!("PATH={path} HOME={}", home.display());
+        // `LogLevel VERBOSE`: sshd logs each session it starts (`-v`'s test counts them).
         if let Some(docker) = &cfg.docker_host {
             setenv += &format!(" DOCKER_HOST={docker}");
         }
@@ -207,7 +208,8 @@ impl SshServer {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\nSetEnv {setenv}\n",
+             StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\nSetEnv {setenv}\n\
+             LogLevel VERBOSE\n",
             hk = host_key.display(),
             d = dir.path().display(),
         );

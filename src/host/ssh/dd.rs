@@ -80,6 +80,7 @@ impl DdWriter {
         let _g = self.link.gate.hold();
         let mut channel = self.link.session.channel_session()?;
         self.link.dd_streams.fetch_add(1, Ordering::SeqCst);
+        self.link.trace(&line);
         if let Err(e) = channel.exec(&line) {
             self.link.dd_streams.fetch_sub(1, Ordering::SeqCst);
             return Err(e.into());

@@ -1,0 +1,62 @@
+//! Ctrl-C (SIGINT) or SIGTERM ends every command with exit 130 (`128 + SIGINT`, as shells
+//! report it), from one place: the watcher `main` starts. An operation with something to keep
+//! (a model download saves its finished pieces and its `.part` record first) listens itself
+//! while it holds `handled_here()`; the watcher then leaves the first signal to it, and a
+//! second one ends the run at once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Result;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// 128 + SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// How many operations are handling the signal themselves right now.
+static HANDLERS: AtomicUsize = AtomicUsize::new(0);
+
+/// While held, the first signal is the holder's to act on.
+pub struct HandledHere(());
+
+pub fn handled_here() -> HandledHere {
+    HANDLERS.fetch_add(1, Ordering::SeqCst);
+    HandledHere(())
+}
+
+impl Drop for HandledHere {
+    fn drop(&mut self) {
+        HANDLERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Install the handlers now (a signal from here on is caught), and watch on a thread of its own.
+pub fn watch() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term) = {
+        let _in = rt.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                seen += 1;
+                if seen > 1 || HANDLERS.load(Ordering::SeqCst) == 0 {
+                    // Past any progress bar's line.
+                    eprintln!("\nerror: interrupted");
+                    std::process::exit(EXIT_INTERRUPTED.into());
+                }
+            }
+        })
+    });
+    Ok(())
+}
