@@ -224,7 +224,7 @@ fn git_part_and_list_over_ssh_need_no_gpu() {
         .output()
         .unwrap();
     assert!(list.status.success(), "{}", stderr(&list));
-    let rows = json(&list);
+    let rows = &json(&list)["nodes"];
     assert_eq!(rows[0]["actual"], n.a.1.as_str(), "{rows}");
     assert!(rows[1]["actual"].is_string(), "NodeB cloned too: {rows}");
 }
