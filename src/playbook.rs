@@ -292,6 +292,23 @@ impl Playbook {
         }
     }
 
+    /// A plan's playbook: the one `choose` gives; where no GPU picks one (none named, no GPU
+    /// found), the default, with the error a real run stops at. The one place a plan falls
+    /// back (`setup`, `compose`, `up` in a dry run).
+    pub fn choose_for_plan(
+        named: Option<&str>,
+        profile: Profile,
+        gpu: bool,
+    ) -> Result<(Playbook, Option<anyhow::Error>)> {
+        match Playbook::choose(named, profile, gpu) {
+            Ok(p) => Ok((p, None)),
+            Err(e) if named.is_none() && profile == Profile::NoGpu => {
+                Ok((Playbook::load(DEFAULT)?, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The named playbook, else the default: for what needs no GPU, so no `nvidia-smi`.
     pub fn named_or_default(named: Option<&str>) -> Result<Playbook> {
         Playbook::load(named.unwrap_or(DEFAULT))

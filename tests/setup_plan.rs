@@ -349,3 +349,80 @@ fn compose_on_a_host_without_compose_warns_and_still_plans() {
     );
     assert!(!root.exists(), "a plan writes nothing");
 }
+
+/// `compose`/`up` with `--json` on `bare`, `--host bare --dry-run` first.
+fn service_plan(client: &ClientHome, command: &str) -> std::process::Output {
+    client
+        .lifeos()
+        .args(["--host", "bare", "--dry-run", "--json", command])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compose_and_up_plans_without_a_gpu_use_the_default_playbook_and_are_blocked() {
+    let Some(b) = bare() else {
+        return;
+    };
+    let (client, server) = (&b.client, &b.server);
+    let home = server.home();
+    let before = file_states(&home);
+    for command in ["compose", "up"] {
+        let out = service_plan(client, command);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        // The blocker once, with its hint, and what a real run does with it.
+        assert_eq!(err.matches("no NVIDIA GPU found").count(), 1, "{err}");
+        assert!(err.contains("hint: name one with `--playbook"), "{err}");
+        assert!(
+            err.contains(&format!("a real `{command}` stops there; the plan goes on")),
+            "{err}"
+        );
+        let doc = json(&out);
+        let steps = doc["steps"].as_array().unwrap();
+        let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.ends_with("comfyui/docker-compose.yml")),
+            "{command}: {doc}"
+        );
+        if command == "up" {
+            // The start is planned too: nothing stops the plan at the files.
+            assert!(names.contains(&"service comfyui"), "{doc}");
+            assert!(names.iter().any(|n| n.starts_with("image ")), "{doc}");
+        }
+        for s in steps {
+            assert_eq!(s["outcome"], "blocked", "{command}: {s}");
+            let detail = s["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("blocked: no NVIDIA GPU on bare picks a playbook")
+                    && detail.contains("`generic-nvidia`"),
+                "{command}: {detail}"
+            );
+        }
+        let file = (steps.iter())
+            .find(|s| s["name"].as_str().unwrap().ends_with("docker-compose.yml"))
+            .unwrap();
+        assert!(
+            (file["diff"].as_str().unwrap()).contains("+    image: lifeos/comfyui:generic-nvidia"),
+            "{file}"
+        );
+    }
+    assert_eq!(file_states(&home), before, "a plan changes nothing");
+    assert!(!home.join("comfyui").exists());
+
+    // A real run still stops at the choice, before anything is written.
+    let out = client
+        .lifeos()
+        .args(["--host", "bare", "compose"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no NVIDIA GPU found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(file_states(&home), before);
+}
