@@ -452,6 +452,25 @@ mod tests {
         assert!(x86.drop.contains(&"torch".to_string()));
     }
 
+    #[test]
+    fn a_plan_falls_back_to_the_default_only_where_no_gpu_picks_a_playbook() {
+        let no_gpu = |named, gpu| Playbook::choose_for_plan(named, Profile::NoGpu, gpu);
+        let (p, why) = no_gpu(None, true).unwrap();
+        assert_eq!(p.name, DEFAULT);
+        assert!(format!("{:#}", why.unwrap()).contains("no NVIDIA GPU found"));
+        // `--gpu none` picks the default without a GPU: nothing blocks.
+        let (p, why) = no_gpu(None, false).unwrap();
+        assert_eq!((p.name.as_str(), why.is_none()), (DEFAULT, true));
+        let (p, why) = no_gpu(Some("rtx-4090"), true).unwrap();
+        assert_eq!((p.name.as_str(), why.is_none()), ("rtx-4090", true));
+        assert!(
+            no_gpu(Some("nosuch"), true).is_err(),
+            "a bad name is never covered up"
+        );
+        let (p, why) = Playbook::choose_for_plan(None, Profile::DgxSpark, true).unwrap();
+        assert_eq!((p.name.as_str(), why.is_none()), ("dgx-spark", true));
+    }
+
     /// What `DEFAULT` stands in for: the commands that need no GPU use its root, project,
     /// port, models and nodes, so every embedded playbook must agree on them.
     #[test]
