@@ -126,11 +126,13 @@ pub struct MigrateReport {
     /// The migration's log on this machine.
     pub log: Option<PathBuf>,
     pub elapsed_ms: u128,
+    /// In a plan: the phases that failed, where a real run stops (the plan goes on).
+    pub blockers: Vec<setup::Blocker>,
 }
 
 impl MigrateReport {
     pub fn failed(&self) -> bool {
-        self.phases.iter().any(|p| p.outcome == Outcome::Failed)
+        (self.phases.iter()).any(|p| matches!(p.outcome, Outcome::Failed | Outcome::Blocked))
             || self.setup.as_ref().is_some_and(|s| s.failed())
     }
 }
@@ -191,12 +193,28 @@ pub fn migrate(
     let phases = phase::run(
         &MIGRATE_PHASES,
         &MIGRATE_PHASES,
-        phase::Flow::StopAtFailure,
+        // A plan goes on past a failure (a source problem, a blocked destination): every
+        // phase plans with what it has, each change a real run would not reach `blocked`.
+        match opts.setup.mode.dry_run {
+            true => phase::Flow::PlanThrough,
+            false => phase::Flow::StopAtFailure,
+        },
         &hosts,
         printer,
         &mut m,
         |m, p| m.phase(p),
     );
+    let blockers = match opts.setup.mode.dry_run {
+        true => (phases.iter())
+            .filter(|p| p.outcome == Outcome::Failed)
+            .map(|p| setup::Blocker {
+                check: p.phase.name().into(),
+                detail: p.detail.clone(),
+                hint: None,
+            })
+            .collect(),
+        false => Vec::new(),
+    };
     let log = match opts.setup.mode.dry_run {
         true => None,
         false => m.write_log()?,
@@ -211,7 +229,24 @@ pub fn migrate(
         moved: m.moved,
         log,
         elapsed_ms: started.elapsed().as_millis(),
+        blockers,
     })
+}
+
+/// In a plan past a failure: what a phase needs from an earlier one that did not produce it.
+#[derive(Debug)]
+struct NotReached(&'static str);
+
+impl std::fmt::Display for NotReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "needs {}, which an earlier phase did not get", self.0)
+    }
+}
+
+impl std::error::Error for NotReached {}
+
+fn need<T>(v: Option<T>, what: NotReached) -> Result<T> {
+    v.ok_or_else(|| what.into())
 }
 
 impl<'a> Migration<'a> {
@@ -219,10 +254,22 @@ impl<'a> Migration<'a> {
         self.opts.setup.mode.dry_run
     }
 
-    /// One phase: its steps are the ones it pushed; `Some(why)` ends the run after it.
+    /// One phase: its steps are the ones it pushed; `Some(why)` ends the run after it. In a
+    /// plan that goes on past a failure, a phase whose input an earlier phase did not produce
+    /// is one blocked step saying so.
     fn phase(&mut self, p: MigratePhase) -> Result<PhaseOutput> {
         let start = self.steps.len();
-        let stop = self.run_phase(p)?;
+        let stop = match self.run_phase(p) {
+            Err(e) if self.dry_run() && e.is::<NotReached>() => {
+                self.steps.push(StepReport::new(
+                    p.name(),
+                    Outcome::Blocked,
+                    format!("not planned: {e}"),
+                ));
+                None
+            }
+            r => r?,
+        };
         let mut out = PhaseOutput::from(self.steps.split_off(start));
         if let Some(d) = out.steps.iter().find(|s| s.outcome != Outcome::Ok) {
             out.detail = format!("{}: {}", d.name, d.detail);
@@ -232,20 +279,26 @@ impl<'a> Migration<'a> {
     }
 
     fn run_phase(&mut self, p: MigratePhase) -> Result<Option<String>> {
-        const CHOSEN: &str = "chosen by an earlier phase";
+        const LAYOUT: NotReached = NotReached("the source's layout (`discover`)");
         match p {
             MigratePhase::Discover => {
                 let from_d = self.source_deployment()?;
-                self.layout = Some(self.discover(&from_d)?);
-                self.check_source(&from_d)?;
+                let layout = self.discover(&from_d);
+                let checked = match &layout {
+                    Ok(_) => self.check_source(&from_d),
+                    Err(_) => Ok(()),
+                };
+                // Kept when discovery fails: a plan's `finish` can still use it.
                 self.from_d = Some(from_d);
+                self.layout = Some(layout?);
+                checked?;
             }
             MigratePhase::Backup => {
-                let layout = self.layout.clone().expect(CHOSEN);
+                let layout = need(self.layout.clone(), LAYOUT)?;
                 self.backup(&layout)?;
             }
             MigratePhase::Plan => {
-                let layout = self.layout.clone().expect(CHOSEN);
+                let layout = need(self.layout.clone(), LAYOUT)?;
                 let (to_d, plan) = self.plan(&layout)?;
                 let overwrite = self.opts.overwrite || self.dry_run();
                 let chosen = transfer::refuse_conflicts(&plan, overwrite)
@@ -275,14 +328,20 @@ impl<'a> Migration<'a> {
                 }
             }
             MigratePhase::Carry => {
-                let to_d = self.to_d.take().expect(CHOSEN);
+                let to_d = need(
+                    self.to_d.take(),
+                    NotReached("the destination's plan (`plan`)"),
+                )?;
                 let url = self.setup.as_ref().and_then(|s| s.url.clone());
                 let r = self.carry(&to_d, &url.unwrap_or_default());
                 self.to_d = Some(to_d);
                 r?;
             }
             MigratePhase::Env => {
-                let setup = self.setup.as_ref().expect(CHOSEN);
+                let setup = need(
+                    self.setup.as_ref(),
+                    NotReached("the destination's setup (`destination`)"),
+                )?;
                 // `.env` moves only to a destination whose verify phase ran and passed.
                 if !self.dry_run() && setup.outcome(Phase::Verify) != Some(Outcome::Ok) {
                     let why = "the destination was not verified (its `verify` phase did not pass); Life-OS's .env still points at the source";
@@ -295,21 +354,20 @@ impl<'a> Migration<'a> {
                 self.update_env(&url)?;
             }
             MigratePhase::Finish => {
-                let from_d = self.from_d.take().expect(CHOSEN);
-                let layout = self.layout.clone().expect(CHOSEN);
-                let url = self
-                    .setup
-                    .as_ref()
+                let url = (self.setup.as_ref())
                     .and_then(|s| s.url.clone())
                     .unwrap_or_default();
+                let from_d = self.from_d.take();
+                let source = || need(from_d.as_ref(), NotReached("the source's playbook"));
                 let r = match self.opts.mode {
-                    MigrateMode::Parallel => self.write_pool(&url, &from_d),
+                    MigrateMode::Parallel => source().and_then(|d| self.write_pool(&url, d)),
                     MigrateMode::Replace if self.opts.stop_source => {
-                        self.stop_source(&layout, &from_d)
+                        let layout = need(self.layout.clone(), LAYOUT);
+                        source().and_then(|d| self.stop_source(&layout?, d))
                     }
                     MigrateMode::Replace => Ok(()),
                 };
-                self.from_d = Some(from_d);
+                self.from_d = from_d;
                 r?;
             }
         }
@@ -707,6 +765,12 @@ pub fn render(report: &MigrateReport) -> String {
         report.to,
         if report.dry_run { " (dry run)" } else { "" }
     );
+    if let Some(b) = report.blockers.first() {
+        out += &format!(
+            "blocked: a real run stops at `{}` ({}); the plan goes on\n",
+            b.check, b.detail
+        );
+    }
     for p in &report.phases {
         out += &format!(
             "{:12} {:13} {}\n",

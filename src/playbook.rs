@@ -292,6 +292,23 @@ impl Playbook {
         }
     }
 
+    /// A plan's playbook: the one `choose` gives; where no GPU picks one (none named, no GPU
+    /// found), the default, with the error a real run stops at. The one place a plan falls
+    /// back (`setup`, `compose`, `up` in a dry run).
+    pub fn choose_for_plan(
+        named: Option<&str>,
+        profile: Profile,
+        gpu: bool,
+    ) -> Result<(Playbook, Option<anyhow::Error>)> {
+        match Playbook::choose(named, profile, gpu) {
+            Ok(p) => Ok((p, None)),
+            Err(e) if named.is_none() && profile == Profile::NoGpu => {
+                Ok((Playbook::load(DEFAULT)?, Some(e)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The named playbook, else the default: for what needs no GPU, so no `nvidia-smi`.
     pub fn named_or_default(named: Option<&str>) -> Result<Playbook> {
         Playbook::load(named.unwrap_or(DEFAULT))
@@ -433,6 +450,25 @@ mod tests {
         let x86 = rtx.pip.for_arch("x86_64");
         assert!(x86.rewrite.is_empty() && !x86.drop.contains(&"xformers".to_string()));
         assert!(x86.drop.contains(&"torch".to_string()));
+    }
+
+    #[test]
+    fn a_plan_falls_back_to_the_default_only_where_no_gpu_picks_a_playbook() {
+        let no_gpu = |named, gpu| Playbook::choose_for_plan(named, Profile::NoGpu, gpu);
+        let (p, why) = no_gpu(None, true).unwrap();
+        assert_eq!(p.name, DEFAULT);
+        assert!(format!("{:#}", why.unwrap()).contains("no NVIDIA GPU found"));
+        // `--gpu none` picks the default without a GPU: nothing blocks.
+        let (p, why) = no_gpu(None, false).unwrap();
+        assert_eq!((p.name.as_str(), why.is_none()), (DEFAULT, true));
+        let (p, why) = no_gpu(Some("rtx-4090"), true).unwrap();
+        assert_eq!((p.name.as_str(), why.is_none()), ("rtx-4090", true));
+        assert!(
+            no_gpu(Some("nosuch"), true).is_err(),
+            "a bad name is never covered up"
+        );
+        let (p, why) = Playbook::choose_for_plan(None, Profile::DgxSpark, true).unwrap();
+        assert_eq!((p.name.as_str(), why.is_none()), ("dgx-spark", true));
     }
 
     /// What `DEFAULT` stands in for: the commands that need no GPU use its root, project,

@@ -349,7 +349,8 @@ impl<'a> Deployment<'a> {
         let docker = match self.ready_for_gpu() {
             Ok(docker) => docker,
             Err(e) if mode.dry_run => {
-                return self.plan_up_blocked(&e, (url, rebuild, mode), printer)
+                let why = "Docker is not usable for this service (see above)";
+                return self.plan_up_blocked(&e, why, (url, rebuild, mode), printer);
             }
             Err(e) => return Err(e),
         };
@@ -391,28 +392,26 @@ impl<'a> Deployment<'a> {
         Ok(reports)
     }
 
-    /// `up`'s plan when Docker is not usable for the service: the files (Compose still
-    /// validates when the host has it), then the start (checked when the daemon answers), all
-    /// blocked by `err` (said once, on stderr, with its hint).
-    fn plan_up_blocked(
+    /// `up`'s plan when a real `up` would stop before its first change (no GPU to pick the
+    /// playbook by, Docker not usable for the service): the files (Compose still validates
+    /// when the host has it), then the start (checked when the daemon answers), all blocked
+    /// by `err` (said once, on stderr, with its hint; `why` in each step).
+    pub fn plan_up_blocked(
         &self,
         err: &anyhow::Error,
+        why: &str,
         plan: (&str, bool, Mode),
         printer: &Printer,
     ) -> Result<Vec<StepReport>> {
         let (url, rebuild, mode) = plan;
-        printer.print_error(err);
-        printer.status("a real `up` stops there; the plan goes on");
+        announce_blocker(printer, err, "up");
         let probed = docker::probe(self.host).ok();
         let mut reports = self.write_files(probed.as_ref(), mode, printer)?;
         match probed.filter(|d| d.reachable) {
             Some(docker) => reports.extend(self.start(&docker, url, rebuild, mode, printer)?),
             None => reports.extend(self.plan_start_unchecked()),
         }
-        crate::step::block(
-            &mut reports,
-            "Docker is not usable for this service (see above)",
-        );
+        crate::step::block(&mut reports, why);
         Ok(reports)
     }
 
@@ -510,6 +509,12 @@ impl<'a> Deployment<'a> {
             "stopped and removed the container (models and data stay)",
         )])
     }
+}
+
+/// A plan's blocker, said once (stderr, with its hint): a real `command` stops there.
+pub fn announce_blocker(printer: &Printer, err: &anyhow::Error, command: &str) {
+    printer.print_error(err);
+    printer.status(format!("a real `{command}` stops there; the plan goes on"));
 }
 
 /// Docker as the host has it, or an error saying why it cannot be used.

@@ -263,15 +263,26 @@ impl<'a> Run<'a> {
         if self.deployment.is_some() {
             return Ok(());
         }
-        let (d, url) = match deployment(host, self.opts, profile) {
-            // A plan on a host doctor blocked (no GPU to pick a playbook by): plan with the
-            // default playbook; the blocker says what a real run needs first.
-            Err(_) if self.opts.mode.dry_run && !self.blockers.is_empty() => {
-                let playbook = Playbook::load(crate::playbook::DEFAULT)?;
-                deployment_with(host, self.opts, playbook)?
-            }
-            chosen => chosen?,
+        let profile = match profile {
+            Some(p) => p,
+            None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
         };
+        let (playbook, no_gpu) = match self.opts.mode.dry_run {
+            true => {
+                Playbook::choose_for_plan(self.opts.playbook.as_deref(), profile, self.opts.gpu)?
+            }
+            false => (
+                Playbook::choose(self.opts.playbook.as_deref(), profile, self.opts.gpu)?,
+                None,
+            ),
+        };
+        // A plan on a host doctor blocked (no GPU to pick a playbook by) goes on with the
+        // default playbook; the blocker says what a real run needs first. Without doctor's
+        // blocker (`--skip doctor`) nothing would say it: the plan stops, as a real run does.
+        if let (Some(e), true) = (no_gpu, self.blockers.is_empty()) {
+            return Err(e);
+        }
+        let (d, url) = deployment_with(host, self.opts, playbook)?;
         self.url = url;
         if !self.opts.mode.dry_run {
             self.lock = Some(crate::lock::RootLock::acquire(host, &d.root, self.printer)?);

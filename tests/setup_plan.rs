@@ -2,7 +2,9 @@
 //! real OpenSSH server with no `nvidia-smi` and a Docker socket that does not exist lists what
 //! each phase would do, names the doctor checks that would stop a real run, exits 1 and changes
 //! nothing; on a ready host (fake RTX 4090 `nvidia-smi`, the private Docker daemon) it exits 0.
-//! `compose` renders and diffs without a daemon (the host's Compose still validates).
+//! `compose` renders and diffs without a daemon (the host's Compose still validates);
+//! `compose`/`up` plans on a host without a GPU use the default playbook, blocked by the GPU;
+//! `migrate --dry-run` plans every phase past a source that has no ComfyUI.
 
 mod support;
 
@@ -348,4 +350,205 @@ fn compose_on_a_host_without_compose_warns_and_still_plans() {
         stdout(&out)
     );
     assert!(!root.exists(), "a plan writes nothing");
+}
+
+/// `compose`/`up` with `--json` on `bare`, `--host bare --dry-run` first.
+fn service_plan(client: &ClientHome, command: &str) -> std::process::Output {
+    client
+        .lifeos()
+        .args(["--host", "bare", "--dry-run", "--json", command])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compose_and_up_plans_without_a_gpu_use_the_default_playbook_and_are_blocked() {
+    let Some(b) = bare() else {
+        return;
+    };
+    let (client, server) = (&b.client, &b.server);
+    let home = server.home();
+    let before = file_states(&home);
+    for command in ["compose", "up"] {
+        let out = service_plan(client, command);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        // The blocker once, with its hint, and what a real run does with it.
+        assert_eq!(err.matches("no NVIDIA GPU found").count(), 1, "{err}");
+        assert!(err.contains("hint: name one with `--playbook"), "{err}");
+        assert!(
+            err.contains(&format!("a real `{command}` stops there; the plan goes on")),
+            "{err}"
+        );
+        let doc = json(&out);
+        let steps = doc["steps"].as_array().unwrap();
+        let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.ends_with("comfyui/docker-compose.yml")),
+            "{command}: {doc}"
+        );
+        if command == "up" {
+            // The start is planned too: nothing stops the plan at the files.
+            assert!(names.contains(&"service comfyui"), "{doc}");
+            assert!(names.iter().any(|n| n.starts_with("image ")), "{doc}");
+        }
+        for s in steps {
+            assert_eq!(s["outcome"], "blocked", "{command}: {s}");
+            let detail = s["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("blocked: no NVIDIA GPU on bare picks a playbook")
+                    && detail.contains("`generic-nvidia`"),
+                "{command}: {detail}"
+            );
+        }
+        let file = (steps.iter())
+            .find(|s| s["name"].as_str().unwrap().ends_with("docker-compose.yml"))
+            .unwrap();
+        assert!(
+            (file["diff"].as_str().unwrap()).contains("+    image: lifeos/comfyui:generic-nvidia"),
+            "{file}"
+        );
+    }
+    assert_eq!(file_states(&home), before, "a plan changes nothing");
+    assert!(!home.join("comfyui").exists());
+
+    // A real run still stops at the choice, before anything is written.
+    let out = client
+        .lifeos()
+        .args(["--host", "bare", "compose"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no NVIDIA GPU found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(file_states(&home), before);
+}
+
+/// The phases of `migrate`'s report, by name: (outcome, detail, step details).
+fn migrate_phases(doc: &Value) -> Vec<(String, String, String)> {
+    (doc["phases"].as_array().unwrap().iter())
+        .map(|p| {
+            let details: Vec<&str> = (steps(p).iter())
+                .map(|s| s["detail"].as_str().unwrap())
+                .collect();
+            (
+                p["outcome"].as_str().unwrap().to_string(),
+                p["phase"].as_str().unwrap().to_string(),
+                details.join(" | "),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn migrate_dry_run_plans_every_phase_past_a_source_problem() {
+    let client = ClientHome::new();
+    let (Some(src), Some(dst)) = (
+        unprepared_host(&client, "src"),
+        unprepared_host(&client, "dst"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = small_manifest(dir.path());
+    let env = dir.path().join("lifeos.env");
+    std::fs::write(&env, "COMFYUI_URL=http://old:8188\n").unwrap();
+    let (pool, backups) = (dir.path().join("pool.yaml"), dir.path().join("backups"));
+    let before = (file_states(&src.home()), file_states(&dst.home()));
+    let local_before = file_states(dir.path());
+    // The source holds no ComfyUI at all: discovery fails, a real run stops there.
+    let migrate = |extra: &[&str]| {
+        let mut cmd = client.lifeos();
+        cmd.args(extra)
+            .args(["migrate", "--from", "src", "--to", "dst"])
+            .args(["--from-playbook", "rtx-4090", "--mode", "parallel"])
+            .args(["--manifest", &manifest])
+            .arg("--env-file")
+            .arg(&env)
+            .arg("--pool-file")
+            .arg(&pool)
+            .arg("--backup-dir")
+            .arg(&backups);
+        cmd.output().unwrap()
+    };
+
+    let out = migrate(&["--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    let phases = migrate_phases(&doc);
+    let names: Vec<&str> = phases.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "discover",
+            "backup",
+            "plan",
+            "destination",
+            "carry",
+            "env",
+            "finish"
+        ],
+        "{doc}"
+    );
+    let by = |name: &str| phases.iter().find(|(_, n, _)| n == name).unwrap().clone();
+    assert_eq!(by("discover").0, "failed", "{doc}");
+    assert_eq!(doc["blockers"][0]["check"], "discover", "{doc}");
+    // No phase was skipped for discover's failure: each planned what it could.
+    for (outcome, name, _) in &phases[1..] {
+        assert_ne!(outcome, "skipped", "{name}: {doc}");
+    }
+    for name in ["backup", "plan", "carry"] {
+        let (outcome, _, details) = by(name);
+        assert_eq!(outcome, "blocked", "{name}: {doc}");
+        assert!(details.contains("not planned: needs "), "{name}: {details}");
+    }
+    // The destination's setup planned on its own host, its doctor naming its blockers.
+    assert_eq!(doc["setup"]["host"], "dst", "{doc}");
+    assert!(
+        (doc["setup"]["blockers"].as_array().unwrap().iter()).any(|b| b["check"] == "gpu"),
+        "{doc}"
+    );
+    // `.env` and the device pool: what a real run would write, blocked by the source.
+    for name in ["env", "finish"] {
+        let (outcome, _, details) = by(name);
+        assert_eq!(outcome, "blocked", "{name}: {doc}");
+        assert!(
+            details.contains("would") || details.contains("keys changed"),
+            "{name}: {details}"
+        );
+        assert!(
+            details.contains("blocked: `discover` failed"),
+            "{name}: {details}"
+        );
+    }
+    assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
+
+    // Human: the blocker on top.
+    let text = stdout(&migrate(&["--dry-run"]));
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("blocked: a real run stops at `discover`"),
+        "{text}"
+    );
+
+    // A real run stops at the failure: every later phase skipped, nothing written.
+    let out = migrate(&["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let doc = json(&out);
+    for (outcome, name, _) in &migrate_phases(&doc)[1..] {
+        assert_eq!(outcome, "skipped", "{name}: {doc}");
+    }
+    assert_eq!((file_states(&src.home()), file_states(&dst.home())), before);
+    assert_eq!(file_states(dir.path()), local_before, "env, pool, backups");
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap(),
+        "COMFYUI_URL=http://old:8188\n"
+    );
 }

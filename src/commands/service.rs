@@ -22,13 +22,25 @@ pub(super) enum Pick {
     Default,
 }
 
-/// The named playbook, or the one `pick` says.
-fn playbook_for(host: &dyn Host, args: &ServiceArgs, pick: Pick) -> Result<Playbook> {
+/// The named playbook, or the one `pick` says; in a plan where no GPU picks one, the default
+/// and the error a real run stops at.
+fn playbook_for(
+    ctx: &Context,
+    host: &dyn Host,
+    args: &ServiceArgs,
+    pick: Pick,
+) -> Result<(Playbook, Option<anyhow::Error>)> {
     let gpu = args.gpu == GpuChoice::All;
     match (&args.playbook, pick) {
-        (Some(name), _) => Playbook::load(name),
-        (None, Pick::Default) => Playbook::named_or_default(None),
-        (None, Pick::ByGpu) => Playbook::choose(None, gpu::profile_of(&gpu::gpus(host)?), gpu),
+        (Some(name), _) => Ok((Playbook::load(name)?, None)),
+        (None, Pick::Default) => Ok((Playbook::named_or_default(None)?, None)),
+        (None, Pick::ByGpu) => {
+            let profile = gpu::profile_of(&gpu::gpus(host)?);
+            match ctx.step_mode().dry_run {
+                true => Playbook::choose_for_plan(None, profile, gpu),
+                false => Ok((Playbook::choose(None, profile, gpu)?, None)),
+            }
+        }
     }
 }
 
@@ -38,14 +50,39 @@ pub(super) fn deployment<'a>(
     args: &ServiceArgs,
     pick: Pick,
 ) -> Result<Deployment<'a>> {
-    let playbook = playbook_for(host, args, pick)?;
+    let (d, no_gpu) = planned_deployment(ctx, host, args, pick)?;
+    match no_gpu {
+        Some(e) => Err(e),
+        None => Ok(d),
+    }
+}
+
+/// The deployment, and in a plan on a host whose GPU picks no playbook, the error a real run
+/// stops at (the plan goes on with the default playbook, every change blocked by it).
+fn planned_deployment<'a>(
+    ctx: &Context,
+    host: &'a dyn Host,
+    args: &ServiceArgs,
+    pick: Pick,
+) -> Result<(Deployment<'a>, Option<anyhow::Error>)> {
+    let (playbook, no_gpu) = playbook_for(ctx, host, args, pick)?;
     ctx.printer.debug(format!("playbook `{}`", playbook.name));
-    Deployment::new(
+    let d = Deployment::new(
         host,
         playbook,
         args.root.as_deref(),
         args.gpu == GpuChoice::All,
         args.bind,
+    )?;
+    Ok((d, no_gpu))
+}
+
+/// Each step's reason in a plan blocked by `planned_deployment`'s error.
+fn no_gpu_why(d: &Deployment) -> String {
+    format!(
+        "no NVIDIA GPU on {} picks a playbook (see above; planned with `{}`)",
+        d.host.name(),
+        d.playbook.name
     )
 }
 
@@ -61,13 +98,19 @@ fn warn_if_exposed(ctx: &Context, d: &Deployment) {
 
 pub fn compose(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
-    let d = deployment(ctx, host.as_ref(), &args, Pick::ByGpu)?;
+    let (d, no_gpu) = planned_deployment(ctx, host.as_ref(), &args, Pick::ByGpu)?;
     warn_if_exposed(ctx, &d);
+    if let Some(e) = &no_gpu {
+        service::announce_blocker(&ctx.printer, e, "compose");
+    }
     // Rendering and the diff need no daemon; Compose validates when the host has it.
     let docker = crate::docker::probe(host.as_ref())?;
-    let reports = d.write_files(Some(&docker), ctx.step_mode(), &ctx.printer)?;
+    let mut reports = d.write_files(Some(&docker), ctx.step_mode(), &ctx.printer)?;
+    if no_gpu.is_some() {
+        crate::step::block(&mut reports, &no_gpu_why(&d));
+    }
     ctx.print_steps(&reports)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(ctx.steps_exit(&reports))
 }
 
 /// `--url`, or the address of the host with the playbook's port.
@@ -80,10 +123,14 @@ pub(super) fn url_for(d: &Deployment, url: Option<String>) -> Result<String> {
 
 pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
-    let d = deployment(ctx, host.as_ref(), &args.service, Pick::ByGpu)?;
+    let (d, no_gpu) = planned_deployment(ctx, host.as_ref(), &args.service, Pick::ByGpu)?;
     warn_if_exposed(ctx, &d);
     let url = url_for(&d, args.url)?;
-    let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
+    let plan = (url.as_str(), args.rebuild, ctx.step_mode());
+    let reports = match &no_gpu {
+        Some(e) => d.plan_up_blocked(e, &no_gpu_why(&d), plan, &ctx.printer)?,
+        None => d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?,
+    };
     ctx.print_steps(&reports)?;
     Ok(ctx.steps_exit(&reports))
 }
