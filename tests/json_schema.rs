@@ -263,7 +263,7 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
     assert!(!w.dir.path().join("none.env").exists());
 
     // connection-info: planned only, then an unreachable host.
-    w.case("connection-info", true, &["--dry-run", "connection-info"]);
+    w.case("connection-info", true, &["connection-info", "--dry-run"]);
     w.case(
         "connection-info",
         false,
@@ -344,7 +344,7 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
 
     // The service: planned against the private daemon; an unreachable host.
     for cmd in ["compose", "up", "down"] {
-        let doc = w.case(cmd, true, &["--dry-run", cmd, pb[0], pb[1]]);
+        let doc = w.case(cmd, true, &[cmd, "--dry-run", pb[0], pb[1]]);
         assert!(!doc["steps"].as_array().unwrap().is_empty(), "{doc}");
         w.case(cmd, false, &["--host", &closed_host, cmd]);
     }
@@ -373,9 +373,9 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
         "nodes install",
         true,
         &[
-            "--dry-run",
             "nodes",
             "install",
+            "--dry-run",
             "--nodes",
             &nodes,
             "--root",
@@ -454,8 +454,8 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
         "setup",
         true,
         &[
-            "--dry-run",
             "setup",
+            "--dry-run",
             "--root",
             &root,
             "--manifest",
@@ -511,8 +511,8 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
         "migrate",
         true,
         &[
-            "--dry-run",
             "migrate",
+            "--dry-run",
             "--from",
             "local",
             "--to",
@@ -559,20 +559,20 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
     )
     .unwrap();
     let pool = w.p("pool.yaml");
-    w.case("pool", true, &["--inventory", &inv, "pool", "--out", &pool]);
+    w.case("pool", true, &["pool", "--inventory", &inv, "--out", &pool]);
     assert!(Path::new(&pool).is_file());
-    w.case("pool", false, &["--inventory", &w.p("none.yaml"), "pool"]);
-    let doc = w.case("status", true, &["--inventory", &inv, "status"]);
+    w.case("pool", false, &["pool", "--inventory", &w.p("none.yaml")]);
+    let doc = w.case("status", true, &["status", "--inventory", &inv]);
     assert_eq!(doc["hosts"][0]["host"], "here");
     let doc = w.case(
         "doctor",
         true,
-        &["--inventory", &inv, "doctor", "--port", &port],
+        &["doctor", "--inventory", &inv, "--port", &port],
     );
     assert_eq!(doc["hosts"][0]["host"], "here");
     let gone = w.p("gone.yaml");
     std::fs::write(&gone, format!("hosts:\n  gone:\n    ssh: {closed_host}\n")).unwrap();
-    let doc = w.case("doctor", false, &["--inventory", &gone, "doctor"]);
+    let doc = w.case("doctor", false, &["doctor", "--inventory", &gone]);
     assert!(
         doc["error"]["message"].as_str().unwrap().contains("gone"),
         "{doc}"
@@ -581,10 +581,10 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
         "setup",
         true,
         &[
+            "setup",
             "--inventory",
             &inv,
             "--dry-run",
-            "setup",
             "--only",
             "doctor",
         ],

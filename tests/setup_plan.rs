@@ -352,11 +352,11 @@ fn compose_on_a_host_without_compose_warns_and_still_plans() {
     assert!(!root.exists(), "a plan writes nothing");
 }
 
-/// `compose`/`up` with `--json` on `bare`, `--host bare --dry-run` first.
+/// `compose`/`up --dry-run` with `--json` on `bare`.
 fn service_plan(client: &ClientHome, command: &str) -> std::process::Output {
     client
         .lifeos()
-        .args(["--host", "bare", "--dry-run", "--json", command])
+        .args(["--host", "bare", "--json", command, "--dry-run"])
         .output()
         .unwrap()
 }
@@ -464,8 +464,8 @@ fn migrate_dry_run_plans_every_phase_past_a_source_problem() {
     // The source holds no ComfyUI at all: discovery fails, a real run stops there.
     let migrate = |extra: &[&str]| {
         let mut cmd = client.lifeos();
-        cmd.args(extra)
-            .args(["migrate", "--from", "src", "--to", "dst"])
+        cmd.args(["migrate", "--from", "src", "--to", "dst"])
+            .args(extra)
             .args(["--from-playbook", "rtx-4090", "--mode", "parallel"])
             .args(["--manifest", &manifest])
             .arg("--env-file")
