@@ -133,6 +133,11 @@ impl MigrateReport {
         self.phases.iter().any(|p| p.outcome == Outcome::Failed)
             || self.setup.as_ref().is_some_and(|s| s.failed())
     }
+
+    /// Ctrl-C or SIGTERM stopped the destination's setup (exit 130, like `setup`).
+    pub fn interrupted(&self) -> bool {
+        self.setup.as_ref().is_some_and(|s| s.interrupted)
+    }
 }
 
 fn profile_of(host: &dyn Host) -> Result<(Profile, Option<u64>)> {
@@ -265,7 +270,14 @@ impl<'a> Migration<'a> {
                     ));
                 }
                 let failed = setup.failed();
+                let interrupted = setup.interrupted;
                 self.setup = Some(setup);
+                if interrupted {
+                    return Ok(Some(
+                        "interrupted: what was copied is kept beside the files (`.part`); run the same `migrate` again to resume; Life-OS's .env still points at the source"
+                            .into(),
+                    ));
+                }
                 if failed {
                     return Ok(Some(
                         "the destination's setup failed; Life-OS's .env still points at the source"

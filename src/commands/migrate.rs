@@ -36,7 +36,9 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     };
     let report = migrate::migrate(&from, &to, &local, opts, &ctx.printer)?;
     ctx.printer.emit(&report, migrate::render)?;
-    Ok(if report.failed() {
+    Ok(if report.interrupted() {
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
