@@ -677,7 +677,13 @@ impl<'a> Migration<'a> {
     fn write_pool(&mut self, url: &str, from_d: &Deployment) -> Result<()> {
         let from_url = match &self.opts.from_url {
             Some(u) => u.clone(),
-            None => service::default_url(self.from.name(), from_d.playbook.port, None)?,
+            // The port the discovered ComfyUI answers on (its `--port`, published), else the
+            // source playbook's.
+            None => {
+                let port =
+                    (self.layout.as_ref().and_then(|l| l.port)).unwrap_or(from_d.playbook.port);
+                service::default_url(self.from.name(), port, None)?
+            }
         };
         let (to_profile, _) = profile_of(self.to.as_ref())?;
         let (from_profile, _) = profile_of(self.from.as_ref())?;
