@@ -530,12 +530,25 @@ impl<'a> Download<'a> {
             .await?;
         self.adopt_validator(body.etag.take())?;
         while let Some(chunk) = body.chunk().await? {
-            let n = chunk.len() as u64;
-            sink.write(*pos, chunk.clone()).await?;
-            self.deliver(claim, *pos, chunk, true);
-            *pos += n;
-            bar.inc(n);
+            self.land(claim, pos, chunk, sink, bar).await?;
         }
+        Ok(())
+    }
+
+    /// A chunk of the source's bytes at `*pos`: to the sink, the hasher and the progress.
+    async fn land(
+        &self,
+        claim: Claim,
+        pos: &mut u64,
+        chunk: Bytes,
+        sink: &SinkHandle,
+        bar: &FileProgress,
+    ) -> Result<(), Stop> {
+        let n = chunk.len() as u64;
+        sink.write(*pos, chunk.clone()).await?;
+        self.deliver(claim, *pos, chunk, true);
+        *pos += n;
+        bar.inc(n);
         Ok(())
     }
 
@@ -551,11 +564,8 @@ impl<'a> Download<'a> {
     ) -> Result<(), Stop> {
         let (mut chunks, reader) = copy::read_range(src.host.clone(), src.path.clone(), *pos, end);
         while let Some((offset, chunk)) = chunks.recv().await {
-            let n = chunk.len() as u64;
-            sink.write(offset, chunk.clone()).await?;
-            self.deliver(claim, offset, chunk, true);
-            *pos = offset + n;
-            bar.inc(n);
+            debug_assert_eq!(offset, *pos, "a range is read in order");
+            self.land(claim, pos, chunk, sink, bar).await?;
         }
         copy::joined(reader).await.map_err(|e| {
             Stop::Fail(
