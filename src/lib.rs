@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod generate;
 pub mod gpu;
 pub mod host;
+pub mod interrupt;
 pub mod inventory;
 pub mod lock;
 pub mod migrate;

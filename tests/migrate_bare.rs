@@ -219,4 +219,49 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
         env_now.starts_with(&format!("COMFYUI_URL=http://127.0.0.1:{spark_port}\n")),
         "{env_now}"
     );
+
+    // Ctrl-C after the model phase (here while carrying a new large user file) still stops
+    // `migrate` at once: the model transfer's own handling ends with it.
+    write(&src.join("input/big.bin"), &bytes_of(160 * MIB, 9));
+    let mut child = migrate()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let carrying = line.starts_with("== carry");
+        seen.push(line);
+        if carrying {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.starts_with("== carry")),
+        "never reached the carry phase: {seen:#?}"
+    );
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-C was ignored after the model phase"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(2), "{status:?}");
+    assert!(
+        !root.join("input/big.bin").exists(),
+        "the carry went on after Ctrl-C"
+    );
 }

@@ -313,6 +313,8 @@ async fn execute(
         .sum();
     let progress = Progress::new(printer, total);
     let (cancel_tx, cancel) = watch::channel(false);
+    // Ctrl-C is this pull's until it returns; then the default again (`interrupt`).
+    let _handled = crate::interrupt::Handled::start();
     let signals = tokio::spawn(watch_signals(cancel_tx));
     let fetches = futures_util::stream::iter(
         plans
