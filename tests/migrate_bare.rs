@@ -228,20 +228,24 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    let mut seen = Vec::new();
-    for line in lines {
-        let line = line.unwrap();
-        let carrying = line.starts_with("== carry");
-        seen.push(line);
-        if carrying {
-            break;
+    // stderr is read to its end on a thread: a closed pipe would end the process by itself.
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
+            let line = line.unwrap_or_default();
+            if line.starts_with("== carry") {
+                let _ = tx.send(());
+            }
+            seen.push(line);
         }
+        seen
+    });
+    if rx.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        panic!("never reached the carry phase: {:#?}", reader.join());
     }
-    assert!(
-        seen.iter().any(|l| l.starts_with("== carry")),
-        "never reached the carry phase: {seen:#?}"
-    );
     let int = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -259,7 +263,8 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
         std::thread::sleep(Duration::from_millis(20));
     };
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(2), "{status:?}");
+    let seen = reader.join().unwrap();
+    assert_eq!(status.signal(), Some(2), "{status:?}: {seen:#?}");
     assert!(
         !root.join("input/big.bin").exists(),
         "the carry went on after Ctrl-C"
