@@ -135,6 +135,11 @@ impl MigrateReport {
         (self.phases.iter()).any(|p| matches!(p.outcome, Outcome::Failed | Outcome::Blocked))
             || self.setup.as_ref().is_some_and(|s| s.failed())
     }
+
+    /// Ctrl-C or SIGTERM stopped the destination's setup (exit 130, like `setup`).
+    pub fn interrupted(&self) -> bool {
+        self.setup.as_ref().is_some_and(|s| s.interrupted)
+    }
 }
 
 fn profile_of(host: &dyn Host) -> Result<(Profile, Option<u64>)> {
@@ -319,7 +324,14 @@ impl<'a> Migration<'a> {
                     ));
                 }
                 let failed = setup.failed();
+                let interrupted = setup.interrupted;
                 self.setup = Some(setup);
+                if interrupted {
+                    return Ok(Some(
+                        "interrupted: what was copied is kept beside the files (`.part`); run the same `migrate` again to resume; Life-OS's .env still points at the source"
+                            .into(),
+                    ));
+                }
                 if failed {
                     return Ok(Some(
                         "the destination's setup failed; Life-OS's .env still points at the source"
@@ -725,7 +737,13 @@ impl<'a> Migration<'a> {
     fn write_pool(&mut self, url: &str, from_d: &Deployment) -> Result<()> {
         let from_url = match &self.opts.from_url {
             Some(u) => u.clone(),
-            None => service::default_url(self.from.name(), from_d.playbook.port, None)?,
+            // The port the discovered ComfyUI answers on (its `--port`, published), else the
+            // source playbook's.
+            None => {
+                let port =
+                    (self.layout.as_ref().and_then(|l| l.port)).unwrap_or(from_d.playbook.port);
+                service::default_url(self.from.name(), port, None)?
+            }
         };
         let (to_profile, _) = profile_of(self.to.as_ref())?;
         let (from_profile, _) = profile_of(self.from.as_ref())?;

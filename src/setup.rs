@@ -408,36 +408,6 @@ impl<'a> Run<'a> {
     fn models(&mut self) -> Result<PhaseOutput> {
         let d = self.d();
         let manifest = self.manifest()?;
-        let mut copied_steps = Vec::new();
-        let mut copied_bytes = 0;
-        let mut only = Vec::new();
-        if let Some(src) = &self.opts.models_from {
-            let dry_run = self.opts.mode.dry_run;
-            let (steps, copied) = crate::models::copy::copy_files(
-                src.host.as_ref(),
-                &src.files,
-                d.host,
-                &d.root,
-                &manifest,
-                dry_run,
-                self.printer,
-            )?;
-            copied_bytes = copied;
-            copied_steps = steps;
-            only = (manifest.models.iter())
-                .filter(|m| !src.files.contains_key(&m.id))
-                .map(|m| m.id.clone())
-                .collect();
-            if only.is_empty() {
-                self.downloaded += copied;
-                let detail = format!(
-                    "copied {} from {}",
-                    crate::units::size(copied),
-                    src.host.name()
-                );
-                return Ok(PhaseOutput::new(copied_steps, detail));
-            }
-        }
         let root = d
             .root
             .to_str()
@@ -447,22 +417,19 @@ impl<'a> Run<'a> {
             host: self.host.clone(),
             root,
         };
+        // Files the source host holds are copied from it, the rest downloaded: one pull.
         let opts = PullOptions {
-            only,
+            only: Vec::new(),
             jobs: self.opts.jobs,
             fetch: self.opts.fetch,
             dry_run: self.opts.mode.dry_run,
             hub: Hub::from_env()?,
+            from: self.opts.models_from.clone(),
         };
         let report = models::pull(&target, &manifest, &opts, self.printer)?;
-        self.downloaded += report.fetched_bytes + copied_bytes;
+        self.downloaded += report.fetched_bytes;
         self.interrupted |= report.interrupted;
-        let mut out = pull_output(report)?;
-        if !copied_steps.is_empty() {
-            copied_steps.append(&mut out.steps);
-            out.steps = copied_steps;
-        }
-        Ok(out)
+        pull_output(report)
     }
 
     fn verify(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
@@ -709,11 +676,15 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
         .iter()
         .map(|f| {
             let status = f.status.label();
+            let from = match f.copied {
+                true => format!(" from {}", f.url),
+                false => String::new(),
+            };
             StepReport::new(
                 format!("model {}", f.id),
                 crate::step::Finer::outcome(&f.status),
                 format!(
-                    "{status} {} ({})",
+                    "{status} {} ({}){from}",
                     f.dest.display(),
                     crate::units::size(f.size)
                 ),
@@ -727,7 +698,16 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
             crate::units::size(report.needed_bytes),
             crate::units::size(report.free_bytes)
         ),
-        false => format!("{} downloaded", crate::units::size(report.fetched_bytes)),
+        false => {
+            let copied: u64 = (report.files.iter().filter(|f| f.copied))
+                .map(|f| f.fetched_bytes)
+                .sum();
+            format!(
+                "{} downloaded, {} copied from the source",
+                crate::units::size(report.fetched_bytes - copied),
+                crate::units::size(copied)
+            )
+        }
     };
     Ok(PhaseOutput::new(steps, detail))
 }

@@ -1,6 +1,7 @@
 //! `migrate --from-root DIR` from a bare-metal ComfyUI checkout (`main.py` beside `models/`,
-//! `user/`, `input/`), killed with SIGKILL in the middle of the model copy: the re-run resumes
-//! the copy from the `.part` record it left, and everything arrives byte-identical. Real OpenSSH
+//! `user/`, `input/`), killed with SIGKILL in the middle of the model copy, then stopped with
+//! SIGINT (Ctrl-C) in the middle of the resumed copy: each re-run resumes the copy from the
+//! `.part` record the last one left, and everything arrives byte-identical. Real OpenSSH
 //! servers, the real Docker engine for the destination, a real HTTP server that must see no
 //! request (the source has every model).
 
@@ -24,6 +25,19 @@ fn write(path: &Path, data: &[u8]) {
 
 fn sha_of(path: &Path) -> String {
     sha256_hex(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// The end of the recorded range from byte 0 (a copy reads in order: one range).
+fn recorded_prefix(record: &Path) -> u64 {
+    std::fs::read(record)
+        .ok()
+        .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+        .and_then(|v| v["done"][0][1].as_u64())
+        .unwrap_or(0)
+}
+
+fn env_changed(env: &Path) -> bool {
+    std::fs::read_to_string(env).unwrap() != "COMFYUI_URL=http://127.0.0.1:1\n"
 }
 
 #[test]
@@ -121,6 +135,55 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
     let on_disk = std::fs::read(&part).unwrap();
     assert_eq!(&on_disk[..prefix as usize], &ckpt[..prefix as usize]);
 
+    // Resumed, then Ctrl-C once the record has grown: exit 130, the record kept and flushed.
+    let mut child = migrate()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "the resumed copy never advanced");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "migrate ended before the interrupt"
+        );
+        if recorded_prefix(&record) > prefix {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    // The download's progress, for a copy: its line names the source and the resume point.
+    assert!(
+        stderr(&out).contains("copying `big` from rtx (168 MB, resuming at"),
+        "no progress line for the copy: {}",
+        stderr(&out)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+    assert!(
+        doc["phases"].to_string().contains("interrupted"),
+        "the report does not say it was interrupted: {doc}"
+    );
+    assert!(!root.join(dest).exists(), "the copy finished before Ctrl-C");
+    assert_eq!(std::fs::metadata(&part).unwrap().ino(), inode);
+    let interrupted_at = recorded_prefix(&record);
+    assert!(interrupted_at > prefix && interrupted_at < ckpt.len() as u64);
+    let on_disk = std::fs::read(&part).unwrap();
+    assert_eq!(
+        &on_disk[..interrupted_at as usize],
+        &ckpt[..interrupted_at as usize]
+    );
+    assert!(!env_changed(&env), ".env changed by an interrupted migrate");
+    let prefix = interrupted_at;
+
     let out = migrate().output().unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
@@ -145,5 +208,56 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
     assert!(
         env_now.starts_with(&format!("COMFYUI_URL=http://127.0.0.1:{spark_port}\n")),
         "{env_now}"
+    );
+
+    // Ctrl-C after the model phase (here while carrying a new large user file) still stops
+    // `migrate` at once with 130: the model transfer's own handling ends with it.
+    write(&src.join("input/big.bin"), &bytes_of(160 * MIB, 9));
+    let mut child = migrate()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // stderr is read to its end on a thread: a closed pipe would end the process by itself.
+    let stderr_pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
+            let line = line.unwrap_or_default();
+            if line.starts_with("== carry") {
+                let _ = tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    if rx.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        panic!("never reached the carry phase: {:#?}", reader.join());
+    }
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-C was ignored after the model phase"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen = reader.join().unwrap();
+    // The one Ctrl-C watcher (`src/interrupt.rs`) ends every command with 130.
+    assert_eq!(status.code(), Some(130), "{status:?}: {seen:#?}");
+    assert!(seen.iter().any(|l| l.contains("interrupted")), "{seen:#?}");
+    assert!(
+        !root.join("input/big.bin").exists(),
+        "the carry went on after Ctrl-C"
     );
 }

@@ -266,6 +266,20 @@ fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
         &extra_src,
         &format!("checkout -q --detach {}", extra_commits[0]),
     );
+    // A node the user edited in place: a tracked file modified, a new file beside it.
+    let (dirty_work, _) = repo(
+        dir.path(),
+        "DirtyNode",
+        &[("NODE_CLASSES", "Dirty\n"), ("nodes.py", "x = 1\n")],
+    );
+    let dirty_src = nodes_dir.join("DirtyNode");
+    sh(&format!(
+        "git clone -q '{}' '{}'",
+        dirty_work.display(),
+        dirty_src.display()
+    ));
+    write(&dirty_src.join("nodes.py"), b"x = 2  # my fix\n");
+    write(&dirty_src.join("notes.txt"), b"untracked\n");
     let rtx_port = free_port();
     write(
         &g.join("docker-compose.yml"),
@@ -372,6 +386,15 @@ fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
     assert_eq!(extra["action"], "clone", "{extra}");
     assert_eq!(extra["commit"], extra_commits[0].as_str());
     assert_eq!(item(&doc, "FaceNode")["action"], "pinned");
+    let dirty = item(&doc, "DirtyNode");
+    assert_eq!(dirty["action"], "copy-from-source", "{dirty}");
+    assert!(
+        dirty["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("local changes"),
+        "{dirty}"
+    );
     assert_eq!(
         doc["plan"]["totals"]["download_bytes"],
         models[3].data.len() as u64
@@ -435,6 +458,15 @@ fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
         git(&spark_root.join("custom_nodes/FaceNode"), "rev-parse HEAD"),
         face_commits[0]
     );
+    // The edited node arrived as files, byte for byte, named in the report's plan.
+    for rel in ["NODE_CLASSES", "nodes.py", "notes.txt"] {
+        assert_eq!(
+            sha_of(&spark_root.join("custom_nodes/DirtyNode").join(rel)),
+            sha_of(&dirty_src.join(rel)),
+            "DirtyNode/{rel}"
+        );
+    }
+    assert_eq!(item(&doc, "DirtyNode")["action"], "copy-from-source");
     let spark_url = format!("http://127.0.0.1:{spark_port}");
     let env_after = std::fs::read_to_string(&env).unwrap();
     assert!(
@@ -456,4 +488,54 @@ fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
     assert_eq!(tree(&g), rtx_before, "the migration changed the source");
     assert_eq!(hub.gets().len(), gets);
     assert_eq!(std::fs::read_to_string(&env).unwrap(), env_after);
+
+    // 4. `--rollback`: the .env as it was, the stopped container running again.
+    let rollback = || {
+        client
+            .lifeos()
+            .args(["migrate", "--rollback", "--env-file", env.to_str().unwrap()])
+            .args(["--backup-dir", backups.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = rollback();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), env_before);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while http_get(&format!("{rtx_url}/system_stats")).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source's ComfyUI was not started again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // 5. Migrated again, then the .env backup lost: rollback sets the logged values back.
+    let out = migrate(&["--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log_path = json(&out)["log"].as_str().unwrap().to_string();
+    let log: Value = serde_json::from_slice(&std::fs::read(&log_path).unwrap()).unwrap();
+    let backup = log["env"]["backup"]
+        .as_str()
+        .expect("the log names a backup");
+    std::fs::remove_file(backup).unwrap();
+    assert!(std::fs::read_to_string(&env)
+        .unwrap()
+        .starts_with(&format!("COMFYUI_URL={spark_url}\n")));
+    let out = rollback();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("no backup left"),
+        "{}",
+        stdout(&out)
+    );
+    let env_now = std::fs::read_to_string(&env).unwrap();
+    assert!(
+        env_now.starts_with(&format!("COMFYUI_URL={rtx_url}\n")),
+        "{env_now}"
+    );
+    assert!(env_now.contains("HF_TOKEN=hf_secret\n"), "{env_now}");
+    assert!(!std::fs::read_to_string(&log_path)
+        .unwrap()
+        .contains("hf_secret"));
 }

@@ -226,3 +226,124 @@ fn a_folder_without_comfyui_is_refused_with_a_hint() {
         "{err:#}"
     );
 }
+
+/// A checkout whose `extra_model_paths.yaml` (ComfyUI's own format, beside `main.py`) names an
+/// A1111 folder: its files are in the plan under ComfyUI's folder for their kind, a manifest
+/// file there is its copy source, a name the default `models/` already holds stays behind, and
+/// the copy puts the A1111 bytes at the destination's `models/<kind>/`.
+#[test]
+fn extra_model_paths_folders_are_inventoried_and_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("ComfyUI"), dir.path().join("dest"));
+    let sd = dir.path().join("stable-diffusion-webui");
+    let (ckpt, lora, lyco, shadowed) = (
+        bytes_of(40_000, 11),
+        bytes_of(20_000, 12),
+        bytes_of(10_000, 13),
+        bytes_of(5_000, 14),
+    );
+    write(&src.join("main.py"), b"");
+    write(&src.join("models/loras/x.safetensors"), b"mine");
+    write(&sd.join("models/Stable-diffusion/base.safetensors"), &ckpt);
+    write(&sd.join("models/Lora/x.safetensors"), &shadowed);
+    write(&sd.join("models/Lora/styles/a.safetensors"), &lora);
+    write(&sd.join("models/LyCORIS/b.safetensors"), &lyco);
+    let yaml = format!(
+        "a1111:\n    base_path: {}\n\n    checkpoints: models/Stable-diffusion\n    loras: |\n         models/Lora\n         models/LyCORIS\n    vae: models/VAE\n#comfyui:\n#     base_path: path/to/comfyui/\n",
+        sd.display()
+    );
+    write(&src.join("extra_model_paths.yaml"), yaml.as_bytes());
+    let manifest = Manifest::parse(
+        &format!(
+            "name: t\nmodels:\n  - id: ckpt\n    url: http://127.0.0.1:9/c\n    dest: models/checkpoints/base.safetensors\n    size: {}\n    sha256: {}\n",
+            ckpt.len(),
+            sha256_hex(&ckpt)
+        ),
+        "m.yaml",
+        false,
+    )
+    .unwrap();
+    let nodes = NodeList::parse("nodes: []\n", "test").unwrap();
+    let host = LocalHost::new();
+    let hints = Hints {
+        root: Some(src.to_str().unwrap().into()),
+        ..Default::default()
+    };
+
+    let layout = source::discover(&host, &hints).unwrap();
+    let extra: Vec<(String, std::path::PathBuf)> = layout
+        .extra_models
+        .iter()
+        .map(|e| (e.kind.clone(), e.path.clone()))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            ("checkpoints".into(), sd.join("models/Stable-diffusion")),
+            ("loras".into(), sd.join("models/Lora")),
+            ("loras".into(), sd.join("models/LyCORIS")),
+        ],
+        "the VAE folder does not exist and is left out"
+    );
+    let to = Destination {
+        host: &host,
+        root: &dst,
+    };
+    let plan = inventory::plan(&host, &layout, &to, &manifest, &nodes, &printer()).unwrap();
+    assert_eq!(action(&plan, "ckpt"), Action::CopyFromSource);
+    assert_eq!(
+        plan.model_sources()["ckpt"],
+        sd.join("models/Stable-diffusion/base.safetensors")
+    );
+    let item = |source: &Path| {
+        plan.items
+            .iter()
+            .find(|i| i.source.as_deref() == Some(source))
+            .unwrap_or_else(|| panic!("no item for {}", source.display()))
+    };
+    let a = item(&sd.join("models/Lora/styles/a.safetensors"));
+    assert_eq!(
+        (a.name.as_str(), a.action, a.dest.as_deref()),
+        (
+            "models/loras/styles/a.safetensors",
+            Action::CopyFromSource,
+            Some("models/loras/styles/a.safetensors")
+        )
+    );
+    assert_eq!(a.sha256.as_deref(), Some(sha256_hex(&lora).as_str()));
+    assert_eq!(
+        item(&sd.join("models/LyCORIS/b.safetensors"))
+            .dest
+            .as_deref(),
+        Some("models/loras/b.safetensors")
+    );
+    let shadow = item(&sd.join("models/Lora/x.safetensors"));
+    assert_eq!(
+        (shadow.action, shadow.dest.as_deref()),
+        (Action::NotMoved, None)
+    );
+    assert_eq!(
+        item(&src.join("models/loras/x.safetensors")).action,
+        Action::CopyFromSource
+    );
+
+    let opts = transfer::TransferOptions {
+        overwrite: false,
+        dry_run: false,
+    };
+    transfer::copy_user_files(&host, &host, &dst, &plan, opts, &printer()).unwrap();
+    for (rel, data) in [
+        ("models/loras/styles/a.safetensors", &lora),
+        ("models/loras/b.safetensors", &lyco),
+    ] {
+        assert_eq!(
+            sha256_hex(&std::fs::read(dst.join(rel)).unwrap()),
+            sha256_hex(data),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dst.join("models/loras/x.safetensors")).unwrap(),
+        b"mine"
+    );
+}

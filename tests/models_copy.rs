@@ -1,6 +1,9 @@
-//! Model files copied host to host (`migrate --models-from source`, `setup`): what a dry run
-//! reports and leaves alone, what a real copy verifies, and when the source counts as holding
-//! every file. Both hosts are this machine (`LocalHost`), each with its own root.
+//! Model files copied host to host (`migrate --models-from source`, `setup`): a source host's
+//! file feeds the download's own pipeline (`models::pull` with `from`): what a dry run reports
+//! and leaves alone, what a real copy verifies, that a download's segmented `.part` record is
+//! resumed with every range kept, and a source file of the wrong size. Both hosts are this
+//! machine (`LocalHost`), each with its own root; the manifest's URLs point at a closed port,
+//! so a download instead of a copy fails.
 
 mod fake_hub;
 #[path = "support/formats.rs"]
@@ -8,13 +11,21 @@ mod formats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use fake_hub::{bytes_of, sha256_hex};
+use formats::PartRecord;
 use lifeos_spark::host::LocalHost;
-use lifeos_spark::models::copy::{self, Source};
+use lifeos_spark::models::copy::ModelSource;
+use lifeos_spark::models::fetch::{FetchOptions, RetryPolicy};
+use lifeos_spark::models::hub::Hub;
 use lifeos_spark::models::manifest::Manifest;
-use lifeos_spark::step::{Outcome, StepReport};
+use lifeos_spark::models::ops::{self, PullOptions, Target};
+use lifeos_spark::models::report::{PullEntry, PullReport, PullStatus};
 use lifeos_spark::ui::{Printer, Verbosity};
+
+const PIECE: u64 = 64 << 10;
 
 fn printer() -> Printer {
     Printer::plain(Verbosity::Quiet)
@@ -22,7 +33,6 @@ fn printer() -> Printer {
 
 struct Setup {
     dir: tempfile::TempDir,
-    host: LocalHost,
     a: Vec<u8>,
     b: Vec<u8>,
     manifest: Manifest,
@@ -30,21 +40,21 @@ struct Setup {
 
 const A: &str = "models/checkpoints/a.safetensors";
 const B: &str = "models/loras/b.safetensors";
+const URL: &str = "http://127.0.0.1:9";
 
 fn setup() -> Setup {
     let a = bytes_of(300_000, 31);
-    let b = bytes_of(200_000, 32);
+    let b = bytes_of(10 * PIECE as usize + 777, 32);
     let mut text = "name: test\nmodels:\n".to_string();
     for (id, dest, data) in [("a", A, &a), ("b", B, &b)] {
         text += &format!(
-            "  - id: {id}\n    url: http://127.0.0.1:9/{id}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
+            "  - id: {id}\n    url: {URL}/{id}\n    dest: {dest}\n    size: {}\n    sha256: {}\n",
             data.len(),
             sha256_hex(data)
         );
     }
     Setup {
         dir: tempfile::tempdir().unwrap(),
-        host: LocalHost::new(),
         a,
         b,
         manifest: Manifest::parse(&text, "test.yaml", false).unwrap(),
@@ -73,28 +83,36 @@ impl Setup {
         self.put(&self.dest(), A, &self.a);
     }
 
-    fn copy(&self, dry_run: bool) -> (Vec<StepReport>, u64) {
-        let source = Source {
-            host: &self.host,
-            root: &self.source(),
-        };
-        copy::copy_all(
-            &source,
-            &self.host,
-            &self.dest(),
-            &self.manifest,
+    /// `models::pull` with every manifest file copied from the source root.
+    fn copy(&self, dry_run: bool) -> anyhow::Result<PullReport> {
+        let files = [("a", A), ("b", B)]
+            .into_iter()
+            .map(|(id, rel)| (id.to_string(), self.source().join(rel)))
+            .collect();
+        let opts = PullOptions {
+            only: vec![],
+            jobs: 2,
+            fetch: FetchOptions {
+                connections: 4,
+                piece_bytes: PIECE,
+                retry: RetryPolicy {
+                    attempts: 1,
+                    base: Duration::from_millis(10),
+                    max: Duration::from_millis(10),
+                },
+            },
             dry_run,
-            &printer(),
-        )
-        .unwrap()
-    }
-
-    fn source_has_all(&self) -> bool {
-        let source = Source {
-            host: &self.host,
-            root: &self.source(),
+            hub: Hub::new(URL, None).unwrap(),
+            from: Some(ModelSource {
+                host: Arc::new(LocalHost::new()),
+                files,
+            }),
         };
-        copy::source_has_all(&source, &self.manifest).unwrap()
+        let target = Target {
+            host: Arc::new(LocalHost::new()),
+            root: self.dest().display().to_string(),
+        };
+        ops::pull(&target, &self.manifest, &opts, &printer())
     }
 }
 
@@ -122,9 +140,8 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> 
     out
 }
 
-fn step<'a>(steps: &'a [StepReport], id: &str) -> &'a StepReport {
-    let name = format!("model {id}");
-    steps.iter().find(|s| s.name == name).expect("a step")
+fn entry<'a>(report: &'a PullReport, id: &str) -> &'a PullEntry {
+    report.files.iter().find(|f| f.id == id).expect("an entry")
 }
 
 #[test]
@@ -133,17 +150,14 @@ fn a_dry_run_writes_nothing_and_reports_an_unverified_file_as_would_verify() {
     s.both_on_source_a_unstamped_on_dest();
     let (source_before, dest_before) = (snapshot(&s.source()), snapshot(&s.dest()));
 
-    let (steps, copied) = s.copy(true);
+    let report = s.copy(true).unwrap();
 
-    assert_eq!(copied, 0);
-    let a = step(&steps, "a");
-    assert_eq!(
-        (a.outcome, a.detail.as_str()),
-        (Outcome::WouldChange, "would verify")
-    );
-    let b = step(&steps, "b");
-    assert_eq!(b.outcome, Outcome::WouldChange);
-    assert!(b.detail.starts_with("would copy from"), "{}", b.detail);
+    assert_eq!(entry(&report, "a").status, PullStatus::WouldVerify);
+    let b = entry(&report, "b");
+    assert_eq!(b.status, PullStatus::WouldFetch);
+    assert!(b.copied);
+    assert_eq!(b.url, format!("local:{}", s.source().join(B).display()));
+    assert_eq!(report.needed_bytes, s.b.len() as u64);
     assert_eq!(
         snapshot(&s.source()),
         source_before,
@@ -161,14 +175,18 @@ fn a_dry_run_writes_nothing_and_reports_an_unverified_file_as_would_verify() {
 fn a_copy_verifies_what_is_there_replaces_wrong_bytes_and_copies_the_rest() {
     let s = setup();
     s.both_on_source_a_unstamped_on_dest();
-    let (steps, copied) = s.copy(false);
-    assert_eq!(step(&steps, "a").outcome, Outcome::Ok);
-    assert_eq!(step(&steps, "b").outcome, Outcome::Changed);
-    assert_eq!(copied, s.b.len() as u64);
+    let report = s.copy(false).unwrap();
+    assert_eq!(entry(&report, "a").status, PullStatus::Present);
+    assert_eq!(entry(&report, "b").status, PullStatus::Fetched);
+    assert_eq!(report.fetched_bytes, s.b.len() as u64);
     for (rel, data) in [(A, &s.a), (B, &s.b)] {
         let dest = s.dest().join(rel);
         assert_eq!(&std::fs::read(&dest).unwrap(), data);
         assert!(formats::stamp_is_current(&dest, &sha256_hex(data)), "{rel}");
+        assert!(
+            formats::read_part_record(&dest).is_none(),
+            "{rel}: record left"
+        );
     }
     assert!(
         !formats::stamp_path(&s.source().join(A)).exists(),
@@ -180,33 +198,80 @@ fn a_copy_verifies_what_is_there_replaces_wrong_bytes_and_copies_the_rest() {
     wrong[1000] ^= 1;
     std::fs::remove_file(formats::stamp_path(&s.dest().join(B))).unwrap();
     s.put(&s.dest(), B, &wrong);
-    let (steps, copied) = s.copy(false);
-    assert_eq!(step(&steps, "a").outcome, Outcome::Ok);
-    assert_eq!(step(&steps, "b").outcome, Outcome::Changed);
-    assert_eq!(copied, s.b.len() as u64);
+    let report = s.copy(false).unwrap();
+    assert_eq!(entry(&report, "a").status, PullStatus::Present);
+    assert_eq!(entry(&report, "b").status, PullStatus::Fetched);
+    assert_eq!(report.fetched_bytes, s.b.len() as u64);
     assert_eq!(std::fs::read(s.dest().join(B)).unwrap(), s.b);
 }
 
+/// A download stopped with two finished segments: the copy takes only the other pieces from
+/// the source. The source's bytes inside the recorded ranges are damaged, so a copy that read
+/// them again (or kept only the range from byte 0) would end with the wrong sha256.
 #[test]
-fn the_source_counts_only_when_its_files_hash_to_the_manifest_and_is_not_written() {
+fn a_copy_resumes_a_segmented_download_record_keeping_every_range() {
+    let s = setup();
+    let size = s.b.len() as u64;
+    let ranges = [(0, 2 * PIECE), (5 * PIECE, 7 * PIECE)];
+    let mut damaged = s.b.clone();
+    let mut part = vec![0u8; s.b.len()];
+    for &(a, b) in &ranges {
+        let (a, b) = (a as usize, b as usize);
+        part[a..b].copy_from_slice(&s.b[a..b]);
+        damaged[a..b].iter_mut().for_each(|x| *x ^= 0x5a);
+    }
+    s.put(&s.source(), A, &s.a);
+    s.put(&s.source(), B, &damaged);
+    s.put(&s.dest(), &format!("{B}.part"), &part);
+    let dest = s.dest().join(B);
+    formats::write_part_record(
+        &dest,
+        &PartRecord {
+            url: format!("{URL}/b"),
+            size,
+            sha256: Some(sha256_hex(&s.b)),
+            validator: Some("\"etag-1\"".into()),
+            done: ranges.to_vec(),
+        },
+    );
+    let part_path = s.dest().join(format!("{B}.part"));
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&part_path).unwrap());
+
+    let report = s.copy(false).unwrap();
+
+    let b = entry(&report, "b");
+    assert_eq!(b.status, PullStatus::Fetched, "{:?}", b.error);
+    assert_eq!(sha256_hex(&std::fs::read(&dest).unwrap()), sha256_hex(&s.b));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&dest).unwrap()),
+        inode,
+        "the recorded .part was not the one finished"
+    );
+    assert!(!part_path.exists() && formats::read_part_record(&dest).is_none());
+    assert_eq!(b.reused_bytes, 4 * PIECE);
+    assert_eq!(b.fetched_bytes, size - 4 * PIECE);
+}
+
+#[test]
+fn a_source_file_of_another_size_fails_naming_it_and_downloads_nothing() {
     let s = setup();
     s.put(&s.source(), A, &s.a);
-    assert!(!s.source_has_all(), "`b` is missing");
-
-    s.put(&s.source(), B, &s.b);
-    let before = snapshot(&s.source());
-    assert!(s.source_has_all(), "right bytes, never verified: hashed");
-    assert_eq!(snapshot(&s.source()), before, "the source was written");
-
-    let mut wrong = s.b.clone();
-    wrong[100] ^= 1;
-    s.put(&s.source(), B, &wrong);
-    assert!(!s.source_has_all(), "right size, other bytes");
-
-    // A current stamp is trusted as it is by `models pull`: no hashing.
-    formats::write_stamp(&s.source().join(B), &sha256_hex(&s.b));
-    assert!(s.source_has_all(), "a current stamp counts");
-
     s.put(&s.source(), B, &s.b[..1000]);
-    assert!(!s.source_has_all(), "wrong size");
+    let report = s.copy(false).unwrap();
+    assert_eq!(entry(&report, "a").status, PullStatus::Fetched);
+    let b = entry(&report, "b");
+    assert_eq!(b.status, PullStatus::Failed);
+    let error = b.error.clone().unwrap();
+    assert!(
+        error.contains(&s.source().join(B).display().to_string())
+            && error.contains("bytes to copy"),
+        "{error}"
+    );
+    assert!(b
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("--models-from internet"));
+    assert!(!s.dest().join(B).exists());
+    assert!(!s.dest().join(format!("{B}.part")).exists());
 }

@@ -68,6 +68,7 @@ fn options(hub: &str, token: Option<&str>, connections: usize) -> PullOptions {
         },
         dry_run: false,
         hub: Hub::new(hub, token.map(str::to_string)).unwrap(),
+        from: None,
     }
 }
 

@@ -38,7 +38,10 @@ pub fn run(ctx: &Context, args: MigrateArgs) -> Result<ExitCode> {
     };
     let report = migrate::migrate(&from, &to, &local, opts, &ctx.printer)?;
     ctx.printer.emit(&report, migrate::render)?;
-    Ok(if report.failed() {
+    Ok(if report.interrupted() {
+        ctx.printer.out.set_failure("interrupted".into(), None);
+        ExitCode::from(super::EXIT_INTERRUPTED)
+    } else if report.failed() {
         let setup = report.setup.as_ref().map(|s| s.phases.as_slice());
         let phases = match setup {
             Some(s) if s.iter().any(|p| p.outcome == crate::step::Outcome::Failed) => {

@@ -28,6 +28,7 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 },
                 dry_run: ctx.global.dry_run,
                 hub: Hub::from_env()?,
+                from: None,
             };
             let report = ops::pull(&target, &manifest, &opts, &ctx.printer)?;
             output(ctx, &report, report::render_pull)?;

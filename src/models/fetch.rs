@@ -10,17 +10,21 @@
 //! once to rebuild the hash (SHA-256 state cannot be saved with `sha2`); the others are fetched
 //! with `If-Range: <etag>`. A 200 to a range request or another ETag restarts from zero (never a
 //! whole body appended to a partial); a server that ignores ranges gets one plain GET instead.
+//!
+//! A copy from another host (`Request::from`, `migrate`) is the same download with another
+//! byte source: pieces are read from the source's file (`copy::read_range`) by one worker, in
+//! order; everything else (record, sink, hash, progress, Ctrl-C) is shared.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use reqwest::Url;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 
+use super::copy::{self, HostFile};
 use super::http::{FetchError, Probe, Span, Transport};
 use super::hub;
 use super::manifest::ModelFile;
@@ -36,8 +40,6 @@ use crate::ui::HintExt;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Restarts from zero (changed file, ignored ranges) before giving up on a file.
 const MAX_RESTARTS: u32 = 3;
-/// Read size when rebuilding the hash from a `.part`.
-const REHASH_CHUNK: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -82,6 +84,8 @@ pub struct Request<'a> {
     pub host: Arc<dyn Host>,
     pub file: &'a ModelFile,
     pub dest: PathBuf,
+    /// Copy the bytes from this file on another host instead of the manifest's URL.
+    pub from: Option<HostFile>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,19 +114,30 @@ pub async fn fetch(
 ) -> Result<Fetched> {
     let file = req.file;
     let url = Url::parse(&file.url)?;
-    let probe = tokio::select! {
-        r = retrying(&opts.retry, |m| progress.line(&format!("`{}`: {m}", file.id)), || req.transport.probe(&url)) => r.map_err(|e| explain(e, req, Kept::Nothing))?,
-        _ = cancelled(&mut cancel) => return Err(Interrupted { fetched: 0 }.into()),
+    let data_url = match &req.from {
+        Some(src) => {
+            let (src, size) = (src.clone(), file.size);
+            blocking(move || src.check_size(size)).await?;
+            url.clone()
+        }
+        None => {
+            let probe = tokio::select! {
+                r = retrying(&opts.retry, |m| progress.line(&format!("`{}`: {m}", file.id)), || req.transport.probe(&url)) => r.map_err(|e| explain(e, req, Kept::Nothing))?,
+                _ = cancelled(&mut cancel) => return Err(Interrupted { fetched: 0 }.into()),
+            };
+            check_probe(&probe, file)?;
+            probe.data_url
+        }
     };
-    check_probe(&probe, file)?;
     let resume = blocking({
         let (host, file, dest) = (req.host.clone(), file.clone(), req.dest.clone());
         move || partial::inspect(host.as_ref(), &file, &dest)
     })
     .await?;
-    let dl = Download::new(req, *opts, url, probe.data_url, &resume);
-    let bar = progress.start(&file.id, file.size, dl.reused);
-    if resume == Resume::Prefix(file.size) {
+    let dl = Download::new(req, *opts, url, data_url, &resume);
+    let origin = req.from.as_ref().map(|f| f.host.name().to_string());
+    let bar = progress.start(&file.id, file.size, dl.reused, origin.as_deref());
+    if resume == Resume::Prefix(file.size) && req.from.is_none() {
         dl.confirm_complete().await;
     }
     // What is known now (nothing, for a fresh download) is recorded before the preallocation.
@@ -381,7 +396,8 @@ impl<'a> Download<'a> {
     async fn run(&self, sink: &Sink, bar: &FileProgress) -> Result<(), Stop> {
         let workers = {
             let s = self.lock();
-            if s.whole {
+            // A copy reads its source in order, one stream: no server to spread over.
+            if s.whole || self.req.from.is_some() {
                 1
             } else {
                 self.opts.connections.clamp(1, s.pieces.len().max(1))
@@ -495,6 +511,9 @@ impl<'a> Download<'a> {
         sink: &SinkHandle,
         bar: &FileProgress,
     ) -> Result<(), Stop> {
+        if let Some(src) = &self.req.from {
+            return self.copy(src, claim, pos, end, sink, bar).await;
+        }
         let (url, validator) = {
             let s = self.lock();
             (s.data_url.clone(), s.validator.clone())
@@ -511,13 +530,51 @@ impl<'a> Download<'a> {
             .await?;
         self.adopt_validator(body.etag.take())?;
         while let Some(chunk) = body.chunk().await? {
-            let n = chunk.len() as u64;
-            sink.write(*pos, chunk.clone()).await?;
-            self.deliver(claim, *pos, chunk, true);
-            *pos += n;
-            bar.inc(n);
+            self.land(claim, pos, chunk, sink, bar).await?;
         }
         Ok(())
+    }
+
+    /// A chunk of the source's bytes at `*pos`: to the sink, the hasher and the progress.
+    async fn land(
+        &self,
+        claim: Claim,
+        pos: &mut u64,
+        chunk: Bytes,
+        sink: &SinkHandle,
+        bar: &FileProgress,
+    ) -> Result<(), Stop> {
+        let n = chunk.len() as u64;
+        sink.write(*pos, chunk.clone()).await?;
+        self.deliver(claim, *pos, chunk, true);
+        *pos += n;
+        bar.inc(n);
+        Ok(())
+    }
+
+    /// `[pos, end)` read from the source host's file, into the sink and the hasher.
+    async fn copy(
+        &self,
+        src: &HostFile,
+        claim: Claim,
+        pos: &mut u64,
+        end: u64,
+        sink: &SinkHandle,
+        bar: &FileProgress,
+    ) -> Result<(), Stop> {
+        let (mut chunks, reader) = copy::read_range(src.host.clone(), src.path.clone(), *pos, end);
+        while let Some((offset, chunk)) = chunks.recv().await {
+            debug_assert_eq!(offset, *pos, "a range is read in order");
+            self.land(claim, pos, chunk, sink, bar).await?;
+        }
+        copy::joined(reader).await.map_err(|e| {
+            Stop::Fail(
+                e.context(format!("copying `{}` from {}", self.req.file.id, src.describe()))
+                    .context(crate::ui::Hint(
+                        "the copied pieces are recorded beside the file: run the same command again to resume, or use `--models-from internet`".into(),
+                    )),
+            )
+        })
     }
 
     /// Hand a chunk to the hasher and mark the claim's pieces that are now complete.
@@ -544,31 +601,12 @@ impl<'a> Download<'a> {
     /// Read finished pieces back from the `.part` to rebuild the hash.
     async fn rehash(&self, claim: Claim) -> Result<(), Stop> {
         let (start, end) = self.bounds(claim);
-        let (tx, mut rx) = mpsc::channel::<(u64, Bytes)>(2);
-        let host = self.req.host.clone();
         let part = partial::part_path(&self.req.dest);
-        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut input = host.open_read(&part, start)?;
-            let mut pos = start;
-            while pos < end {
-                let mut buf = vec![0; REHASH_CHUNK.min(end - pos) as usize];
-                input.read_exact(&mut buf).with_context(|| {
-                    format!("cannot read back `{}` on {}", part.display(), host.name())
-                })?;
-                if tx.blocking_send((pos, buf.into())).is_err() {
-                    break;
-                }
-                pos += REHASH_CHUNK.min(end - pos);
-            }
-            Ok(())
-        });
-        while let Some((offset, chunk)) = rx.recv().await {
+        let (mut chunks, reader) = copy::read_range(self.req.host.clone(), part, start, end);
+        while let Some((offset, chunk)) = chunks.recv().await {
             self.deliver(claim, offset, chunk, false);
         }
-        reader
-            .await
-            .map_err(|e| Stop::Fail(e.into()))?
-            .map_err(Stop::Fail)
+        copy::joined(reader).await.map_err(Stop::Fail)
     }
 
     /// The first ETag seen becomes the validator; a different one later means the file changed.

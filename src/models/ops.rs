@@ -15,6 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::copy::ModelSource;
 use super::fetch::{self, blocking, FetchOptions, Fetched, Interrupted, Request};
 use super::http::Transport;
 use super::hub::Hub;
@@ -47,6 +48,8 @@ pub struct PullOptions {
     pub fetch: FetchOptions,
     pub dry_run: bool,
     pub hub: Hub,
+    /// Files copied from another host instead of downloaded (`migrate`): same pipeline.
+    pub from: Option<ModelSource>,
 }
 
 /// What to do for one file.
@@ -103,7 +106,7 @@ pub fn pull(
             .iter()
             .zip(&dests)
             .zip(&plans)
-            .map(|((f, d), p)| entry(f, d, p, &files))
+            .map(|((f, d), p)| entry(f, d, p, &files, opts.from.as_ref()))
             .collect(),
     };
     if opts.dry_run {
@@ -231,7 +234,14 @@ fn needed(files: &[ModelFile], plans: &[Plan]) -> u64 {
         .sum()
 }
 
-fn entry(file: &ModelFile, dest: &Path, plan: &Plan, files: &[ModelFile]) -> PullEntry {
+fn entry(
+    file: &ModelFile,
+    dest: &Path,
+    plan: &Plan,
+    files: &[ModelFile],
+    from: Option<&ModelSource>,
+) -> PullEntry {
+    let copied_from = from.and_then(|s| s.file(&file.id));
     let (status, reused, same_as) = match plan {
         Plan::Present => (PullStatus::Present, 0, None),
         Plan::Check => (PullStatus::WouldVerify, 0, None),
@@ -240,7 +250,10 @@ fn entry(file: &ModelFile, dest: &Path, plan: &Plan, files: &[ModelFile]) -> Pul
     };
     PullEntry {
         id: file.id.clone(),
-        url: super::redact::url(&file.url),
+        url: copied_from
+            .as_ref()
+            .map_or_else(|| super::redact::url(&file.url), |f| f.describe()),
+        copied: copied_from.is_some(),
         dest: dest.to_path_buf(),
         size: file.size,
         status,
@@ -300,7 +313,7 @@ async fn execute(
         .sum();
     let progress = Progress::new(printer, total);
     let (cancel_tx, cancel) = watch::channel(false);
-    // The first Ctrl-C is ours: the pieces in flight are recorded before the run ends.
+    // The first Ctrl-C is this pull's: the pieces in flight are recorded before the run ends.
     let handled = crate::interrupt::handled_here();
     let signals = tokio::spawn(watch_signals(cancel_tx));
     let fetches = futures_util::stream::iter(
@@ -315,6 +328,7 @@ async fn execute(
             host: target.host.clone(),
             file: &files[i],
             dest: dests[i].clone(),
+            from: opts.from.as_ref().and_then(|s| s.file(&files[i].id)),
         };
         let (progress, cancel) = (&progress, cancel.clone());
         let fetch_opts = &fetch_opts;
@@ -423,7 +437,7 @@ async fn pull_one(
         if file.sha256.as_ref().is_none_or(|s| *s == fetched.sha256) {
             let (sha, lock) = (fetched.sha256.clone(), lock.clone());
             blocking(move || finalize(host.as_ref(), &dest, &sha, &lock)).await?;
-            progress.finished(&file.id, fetched_total, started);
+            progress.finished(&file.id, fetched_total, started, req.from.is_some());
             return Ok(Fetched {
                 fetched: fetched_total,
                 ..fetched

@@ -55,8 +55,9 @@ impl Progress {
         }
     }
 
-    /// A file starts; `done` bytes of it were already there.
-    pub fn start(&self, id: &str, size: u64, done: u64) -> FileProgress {
+    /// A file starts; `done` bytes of it were already there. `from`: the host a copy reads
+    /// (`None` for a download).
+    pub fn start(&self, id: &str, size: u64, done: u64, from: Option<&str>) -> FileProgress {
         let bar = self.bars.as_ref().map(|(multi, total)| {
             total.inc(done);
             self.resumed.fetch_add(done, Ordering::Relaxed);
@@ -72,7 +73,11 @@ impl Progress {
             String::new()
         };
         if bar.is_none() {
-            self.line(&format!("fetching `{id}` ({}{resumed})", units::size(size)));
+            let what = match from {
+                Some(host) => format!("copying `{id}` from {host}"),
+                None => format!("fetching `{id}`"),
+            };
+            self.line(&format!("{what} ({}{resumed})", units::size(size)));
         }
         FileProgress {
             bar,
@@ -82,16 +87,17 @@ impl Progress {
         }
     }
 
-    /// A file is in place (hash checked).
-    pub fn finished(&self, id: &str, fetched: u64, started: Instant) {
+    /// A file is in place (hash checked); `copied`: it came from another host.
+    pub fn finished(&self, id: &str, fetched: u64, started: Instant, copied: bool) {
         let took = started.elapsed();
         // Above the bars the line must fit 80 columns; a log keeps the whole id.
         let id = match self.bars {
             Some(_) => super::report::truncate_cell(id, 24),
             None => id.to_string(),
         };
+        let verb = if copied { "copied" } else { "fetched" };
         self.line(&format!(
-            "fetched `{id}`: {} in {}, {}, sha256 ok",
+            "{verb} `{id}`: {} in {}, {}, sha256 ok",
             units::size(fetched),
             units::duration(took),
             units::rate(fetched, took)

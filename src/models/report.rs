@@ -26,8 +26,12 @@ pub enum PullStatus {
 #[derive(Debug, Serialize)]
 pub struct PullEntry {
     pub id: String,
-    /// Where the bytes come from (after `HF_ENDPOINT`, password masked).
+    /// Where the bytes come from (after `HF_ENDPOINT`, password masked), or `host:path` of
+    /// a copy from another host.
     pub url: String,
+    /// The bytes are copied from another host (`migrate`), not downloaded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub copied: bool,
     pub dest: PathBuf,
     pub size: u64,
     /// `"status"` in the vocabulary, `"action"` the finer word.

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use super::args::ComfyArgs;
+use super::extra_paths::{self, ExtraFolder, View};
 use super::{Layout, SourceKind};
 use crate::host::{Command, Host};
 
@@ -41,23 +43,42 @@ fn parse_line(line: &str) -> Option<(u32, Vec<String>)> {
 fn checkout(host: &dyn Host, pid: u32, args: &[String]) -> Result<Option<Layout>> {
     let cwd = host.run(&Command::new("readlink").arg(format!("/proc/{pid}/cwd")))?;
     let cwd = PathBuf::from(cwd.stdout_text().trim());
-    let main = args
-        .iter()
-        .find(|a| a.ends_with("main.py"))
-        .map(|a| cwd.join(a))
-        .unwrap_or_else(|| cwd.join("main.py"));
+    let flags = ComfyArgs::parse(args);
+    let main = cwd.join(flags.main.as_deref().unwrap_or("main.py"));
     let Some(dir) = main.parent().map(Path::to_path_buf) else {
         return Ok(None);
     };
     if host.stat(&dir.join("main.py"))?.is_none() {
         return Ok(None);
     }
-    let base = args
-        .iter()
-        .position(|a| a == "--base-directory")
-        .and_then(|i| args.get(i + 1))
-        .map_or(dir, |b| cwd.join(b));
-    Layout::flat(host, SourceKind::BareMetal { pid: Some(pid) }, &base).map(Some)
+    let base = flags
+        .base_directory
+        .as_ref()
+        .map_or(dir.clone(), |b| cwd.join(b));
+    let mut layout = Layout::flat(host, SourceKind::BareMetal { pid: Some(pid) }, &base)?;
+    layout.extra_models = extra_models(host, &dir, &cwd, &flags.extra_model_paths)?;
+    layout.port = Some(flags.listen_port());
+    Ok(Some(layout))
+}
+
+/// The extra model folders of a checkout at `dir` run from `cwd`: its default config and the
+/// ones named on the command line.
+pub fn extra_models(
+    host: &dyn Host,
+    dir: &Path,
+    cwd: &Path,
+    configs: &[String],
+) -> Result<Vec<ExtraFolder>> {
+    let configs: Vec<PathBuf> = std::iter::once(dir.join(extra_paths::DEFAULT_CONFIG))
+        .chain(configs.iter().map(|c| cwd.join(c)))
+        .collect();
+    let home = host.home().ok();
+    let view = View {
+        cwd,
+        home: home.as_deref(),
+        to_host: &|p: &Path| Some(p.to_path_buf()),
+    };
+    extra_paths::read(host, &configs, &view)
 }
 
 #[cfg(test)]

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+use super::args::ComfyArgs;
+use super::extra_paths::{self, View};
 use super::{Layout, SourceKind};
 use crate::host::Host;
-
-/// ComfyUI's port inside a container.
-const PORT: &str = "8188/tcp";
 
 /// The part of `docker inspect`'s document discovery reads.
 #[derive(Debug, Deserialize)]
@@ -34,6 +33,13 @@ struct Inspect {
 impl Inspect {
     fn args(&self) -> &[String] {
         self.args.as_deref().unwrap_or_default()
+    }
+
+    /// `Path` and `Args`: the command line ComfyUI runs with.
+    fn cmdline(&self) -> Vec<String> {
+        std::iter::once(self.path.clone())
+            .chain(self.args().iter().cloned())
+            .collect()
     }
 
     fn mounts(&self) -> &[Mount] {
@@ -63,6 +69,8 @@ struct Config {
 struct HostConfig {
     #[serde(default)]
     port_bindings: Option<BTreeMap<String, Option<Vec<Binding>>>>,
+    #[serde(default)]
+    network_mode: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,21 +143,17 @@ fn looks_like_comfyui(c: &Inspect) -> bool {
         || published(c).is_some()
 }
 
-/// The host port bound to ComfyUI's 8188.
+/// The host port of ComfyUI's port (its `--port`, else 8188): the one bound to it, or the
+/// port itself on the host's network.
 fn published(c: &Inspect) -> Option<u16> {
-    let bindings = c.host_config.port_bindings.as_ref()?.get(PORT)?.as_ref()?;
+    let inner = ComfyArgs::parse(&c.cmdline()).listen_port();
+    if c.host_config.network_mode == "host" {
+        return Some(inner);
+    }
+    let bindings = (c.host_config.port_bindings.as_ref())?
+        .get(&format!("{inner}/tcp"))?
+        .as_ref()?;
     bindings.iter().find_map(|b| b.host_port.parse().ok())
-}
-
-/// `--base-directory DIR` (or `=DIR`) on the command line.
-fn base_directory(args: &[String]) -> Option<String> {
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == "--base-directory" {
-            args.get(i + 1).cloned()
-        } else {
-            a.strip_prefix("--base-directory=").map(String::from)
-        }
-    })
 }
 
 /// A container path as a host path, through the bind mount that covers it most closely.
@@ -168,12 +172,10 @@ fn to_host(mounts: &[Mount], inside: &Path) -> Option<PathBuf> {
 }
 
 fn layout(host: &dyn Host, c: &Inspect) -> Result<Option<Layout>> {
-    let cmdline: Vec<String> = std::iter::once(c.path.clone())
-        .chain(c.args().iter().cloned())
-        .collect();
+    let flags = ComfyArgs::parse(&c.cmdline());
     // ComfyUI's base: the command line's, else the parent of the `models` mount, else the
     // image's working directory.
-    let base_in = base_directory(&cmdline)
+    let base_in = (flags.base_directory.as_ref())
         .map(PathBuf::from)
         .or_else(|| {
             c.mounts()
@@ -229,7 +231,33 @@ fn layout(host: &dyn Host, c: &Inspect) -> Result<Option<Layout>> {
         output: folder("output")?,
         workflows,
         port: published(c),
+        extra_models: extra_models(host, c, &flags)?,
     }))
+}
+
+/// The extra model folders the container's ComfyUI reads, where configs and folders are bind
+/// mounts (a config baked into the image is not on the host: left out).
+fn extra_models(
+    host: &dyn Host,
+    c: &Inspect,
+    flags: &ComfyArgs,
+) -> Result<Vec<extra_paths::ExtraFolder>> {
+    let cwd = PathBuf::from(match c.config.working_dir.as_str() {
+        "" => "/",
+        dir => dir,
+    });
+    let main = cwd.join(flags.main.as_deref().unwrap_or("main.py"));
+    let configs: Vec<PathBuf> = (main.parent())
+        .map(|d| d.join(extra_paths::DEFAULT_CONFIG))
+        .into_iter()
+        .chain(flags.extra_model_paths.iter().map(PathBuf::from))
+        .collect();
+    let view = View {
+        cwd: &cwd,
+        home: None,
+        to_host: &|p: &Path| to_host(c.mounts(), p),
+    };
+    extra_paths::read(host, &configs, &view)
 }
 
 #[cfg(test)]
@@ -262,20 +290,6 @@ mod tests {
     }
 
     #[test]
-    fn base_directory_in_either_spelling() {
-        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(
-            base_directory(&args("python main.py --listen --base-directory /basedir")),
-            Some("/basedir".into())
-        );
-        assert_eq!(
-            base_directory(&args("python main.py --base-directory=/b")),
-            Some("/b".into())
-        );
-        assert_eq!(base_directory(&args("python main.py")), None);
-    }
-
-    #[test]
     fn reads_a_real_inspect_document() {
         let doc = r#"[{"Id":"abc","Name":"/comfyui-server","Path":"python","Args":["main.py","--base-directory","/basedir"],
           "State":{"Running":false},"Config":{"Image":"x","WorkingDir":"/app","Labels":null},
@@ -284,5 +298,25 @@ mod tests {
         let all: Vec<Inspect> = serde_json::from_str(doc).unwrap();
         assert!(looks_like_comfyui(&all[0]));
         assert_eq!(published(&all[0]), Some(8188));
+    }
+
+    #[test]
+    fn the_port_comes_from_comfyuis_own_port_flag() {
+        let doc = |args: &str, network: &str| {
+            format!(
+                r#"[{{"Id":"abc","Name":"/c","Path":"python","Args":{args},"State":{{"Running":true}},
+                "Config":{{"Image":"x","WorkingDir":"/app"}},
+                "HostConfig":{{"NetworkMode":"{network}","PortBindings":{{"8188/tcp":[{{"HostPort":"8188"}}],"8190/tcp":[{{"HostPort":"9000"}}]}}}}}}]"#
+            )
+        };
+        let port = |args: &str, network: &str| {
+            let all: Vec<Inspect> = serde_json::from_str(&doc(args, network)).unwrap();
+            published(&all[0])
+        };
+        assert_eq!(port(r#"["main.py","--port","8190"]"#, "bridge"), Some(9000));
+        assert_eq!(port(r#"["main.py","--port=8190"]"#, "bridge"), Some(9000));
+        assert_eq!(port(r#"["main.py"]"#, "bridge"), Some(8188));
+        assert_eq!(port(r#"["main.py","--port","7000"]"#, "host"), Some(7000));
+        assert_eq!(port(r#"["main.py","--port","7000"]"#, "bridge"), None);
     }
 }

@@ -146,31 +146,29 @@ pub fn plan(
     printer: &Printer,
 ) -> Result<Plan> {
     let mut items = Vec::new();
-    let model_files = match &layout.models {
-        Some(dir) => list_files(from, dir, &[".git"])?,
-        None => Vec::new(),
-    };
+    let model_files = source_models(from, layout)?;
     let matched = match_manifest(from, layout, &model_files, manifest, printer)?;
     for file in &manifest.models {
         items.push(model_item(to, file, matched.get(&file.id))?);
     }
     let mut user = Vec::new();
-    if let Some(dir) = &layout.models {
-        let used: Vec<&PathBuf> = matched.values().collect();
-        for (rel, size) in &model_files {
-            let path = dir.join(rel);
-            let mut item = Item::new(Kind::UserFile, format!("models/{rel}"), Action::NotMoved);
-            item.bytes = *size;
-            item.source = Some(path.clone());
-            if used.contains(&&path) {
-                item.note = Some("same bytes as a manifest file: copied to its place".into());
-            } else if is_lfs_pointer(from, &path, *size)? {
-                item.note = Some("a git-lfs pointer, not a model".into());
-            } else {
-                item.dest = Some(format!("models/{rel}"));
-            }
-            user.push(item);
+    let used: Vec<&PathBuf> = matched.values().collect();
+    let mut dests = std::collections::BTreeSet::new();
+    for m in &model_files {
+        let mut item = Item::new(Kind::UserFile, m.dest.clone(), Action::NotMoved);
+        item.bytes = m.size;
+        item.source = Some(m.path.clone());
+        if used.contains(&&m.path) {
+            item.note = Some("same bytes as a manifest file: copied to its place".into());
+        } else if is_lfs_pointer(from, &m.path, m.size)? {
+            item.note = Some("a git-lfs pointer, not a model".into());
+        } else if !dests.insert(m.dest.clone()) {
+            // ComfyUI finds the first folder's file under this name; so will the destination.
+            item.note = Some(format!("an earlier model folder holds `{}` too", m.dest));
+        } else {
+            item.dest = Some(m.dest.clone());
         }
+        user.push(item);
     }
     for (folder, dir) in [
         ("input", &layout.input),
@@ -259,32 +257,69 @@ pub fn list_files(host: &dyn Host, dir: &Path, skip: &[&str]) -> Result<Vec<(Str
     Ok(files)
 }
 
+/// A file in one of the source's model folders (`models/`, then the extra ones).
+struct SourceModel {
+    path: PathBuf,
+    /// Where it goes on the destination: `models/<rel>`, or `models/<kind>/<rel>` for a file
+    /// of an extra folder.
+    dest: String,
+    size: u64,
+}
+
+/// Every file of the source's model folders; a folder inside `models/` or named twice is
+/// listed once.
+fn source_models(from: &dyn Host, layout: &Layout) -> Result<Vec<SourceModel>> {
+    let mut folders: Vec<(PathBuf, String)> = Vec::new();
+    if let Some(dir) = &layout.models {
+        folders.push((dir.clone(), "models".into()));
+    }
+    for extra in &layout.extra_models {
+        if !folders.iter().any(|(dir, _)| extra.path.starts_with(dir)) {
+            folders.push((extra.path.clone(), format!("models/{}", extra.kind)));
+        }
+    }
+    let mut out = Vec::new();
+    for (dir, dest) in folders {
+        for (rel, size) in list_files(from, &dir, &[".git"])? {
+            out.push(SourceModel {
+                path: dir.join(&rel),
+                dest: format!("{dest}/{rel}"),
+                size,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Manifest id -> a source file with its bytes: at the manifest's place (stamp or hash), else
-/// any file of the same size whose sha256 matches (the guide's flattened antelopev2).
+/// any file of the same size whose sha256 matches (the guide's flattened antelopev2, a copy in
+/// an extra model folder).
 fn match_manifest(
     from: &dyn Host,
     layout: &Layout,
-    files: &[(String, u64)],
+    files: &[SourceModel],
     manifest: &Manifest,
     printer: &Printer,
 ) -> Result<BTreeMap<String, PathBuf>> {
     let mut matched = BTreeMap::new();
-    let Some(dir) = &layout.models else {
-        return Ok(matched);
-    };
     let mut to_hash = Vec::new();
+    let in_place = |file: &ModelFile| {
+        (layout.models.as_ref())
+            .map(|dir| dir.join(file.dest.strip_prefix("models/").unwrap_or(&file.dest)))
+    };
     for file in &manifest.models {
-        let in_place = dir.join(file.dest.strip_prefix("models/").unwrap_or(&file.dest));
-        match verify::presence(from, file, &in_place)? {
-            Presence::Verified => {
-                matched.insert(file.id.clone(), in_place);
-                continue;
+        if let Some(in_place) = in_place(file) {
+            match verify::presence(from, file, &in_place)? {
+                Presence::Verified => {
+                    matched.insert(file.id.clone(), in_place);
+                    continue;
+                }
+                Presence::Unverified => to_hash.push(in_place),
+                Presence::Absent => {}
             }
-            Presence::Unverified => to_hash.push(in_place),
-            Presence::Absent => {}
         }
-        for (rel, _) in files.iter().filter(|(_, s)| *s == file.size) {
-            to_hash.push(dir.join(rel));
+        for m in files.iter().filter(|m| m.size == file.size) {
+            to_hash.push(m.path.clone());
         }
     }
     to_hash.sort();
@@ -298,8 +333,8 @@ fn match_manifest(
         else {
             continue;
         };
-        let in_place = dir.join(file.dest.strip_prefix("models/").unwrap_or(&file.dest));
-        let found = std::iter::once(&in_place)
+        let here = in_place(file);
+        let found = (here.iter())
             .chain(to_hash.iter())
             .find(|p| hashes.get(*p) == Some(want));
         if let Some(p) = found {

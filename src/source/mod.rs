@@ -3,8 +3,10 @@
 //! and `inspect` read the user's real folders — the guide's `~/comfyui/basedir/user/...` as
 //! much as this tool's own root.
 
+mod args;
 mod bare;
 mod container;
+pub mod extra_paths;
 pub mod inventory;
 pub mod log;
 pub mod transfer;
@@ -16,6 +18,7 @@ use serde::Serialize;
 
 use crate::host::Host;
 use crate::ui::HintExt;
+use extra_paths::ExtraFolder;
 
 /// How the source runs ComfyUI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,8 +51,12 @@ pub struct Layout {
     /// Exported workflows outside ComfyUI (the guide's `./workflows:/workflows`, this tool's
     /// `<root>/workflows`).
     pub workflows: Option<PathBuf>,
-    /// The port ComfyUI publishes on the host, when known.
+    /// The port ComfyUI answers on the host, when known (a container's published `--port`,
+    /// a process's `--port`).
     pub port: Option<u16>,
+    /// Extra model folders from ComfyUI's `extra_model_paths.yaml` configs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_models: Vec<ExtraFolder>,
 }
 
 /// The ComfyUI folders a layout maps, by name (`models`, `custom_nodes`, ...).
@@ -73,6 +80,7 @@ impl Layout {
             output: sub("output")?,
             workflows: sub("workflows")?,
             port: None,
+            extra_models: Vec::new(),
         })
     }
 
@@ -158,7 +166,9 @@ fn from_root(host: &dyn Host, root: &Path) -> Result<Layout> {
         if !is("models")? {
             bail!("`{}` has main.py but no models/ folder", root.display());
         }
-        return Layout::flat(host, SourceKind::BareMetal { pid: None }, root);
+        let mut layout = Layout::flat(host, SourceKind::BareMetal { pid: None }, root)?;
+        layout.extra_models = bare::extra_models(host, root, root, &[])?;
+        return Ok(layout);
     }
     if is(crate::compose::COMPOSE_FILE)? || is("models")? {
         return Layout::flat(host, SourceKind::Tool, root);
@@ -188,6 +198,14 @@ pub fn render(layout: &Layout) -> String {
     out += &row("input", &layout.input);
     out += &row("output", &layout.output);
     out += &row("workflows", &layout.workflows);
+    for extra in &layout.extra_models {
+        out += &format!(
+            "  {:14} {}  (from {})\n",
+            extra.kind,
+            extra.path.display(),
+            extra.config.display()
+        );
+    }
     if let Some(port) = layout.port {
         out += &format!("  {:14} {port}\n", "port");
     }
