@@ -98,8 +98,61 @@ DOCKER_HOST=$LIFEOS_TEST_DOCKER_HOST docker network prune -f >/dev/null
 skips="$state/skipped"
 rm -rf "$skips" && mkdir -p "$skips"
 export LIFEOS_TEST_SKIP_DIR=$skips
+# Build every test binary, then run them in two lanes side by side: the suites that use the
+# private Docker daemons one after another (migrate's source discovery sees every container on
+# a daemon, so two of them at once would find each other's ComfyUI), the rest beside them. Most
+# tests wait on sshd, Docker and HTTP servers rather than the CPU. Test-name filters ("$@")
+# run the plain sequential `cargo test`.
+run_lanes() {
+  local logs="$state/logs" bins="$state/bins"
+  rm -rf "$logs" && mkdir -p "$logs" && : >"$logs/summary"
+  cargo test --locked --all-targets --no-run --message-format=json-render-diagnostics >"$logs/build.json" || return 1
+  python3 - "$logs/build.json" >"$bins" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m["profile"]["test"] and m.get("executable"):
+        print(m["target"]["name"], m["target"]["src_path"], m["executable"])
+EOF
+  : >"$logs/docker.lane" && : >"$logs/other.lane"
+  while read -r name src exe; do
+    if grep -q 'docker_host\|DOCKER_HOST\|LIFEOS_TEST_DOCKER' "$src"; then
+      echo "$name $exe" >>"$logs/docker.lane"
+    else
+      echo "$name $exe" >>"$logs/other.lane"
+    fi
+  done <"$bins"
+  lane docker & local a=$!
+  lane other & local b=$!
+  local rc=0
+  wait $a || rc=1
+  wait $b || rc=1
+  echo "test.sh: $(grep -c '^ok' "$logs/summary") test binaries passed, $(grep -c '^FAILED' "$logs/summary") failed"
+  grep '^FAILED' "$logs/summary" || true
+  return $rc
+}
+
+# lane NAME: its binaries in turn; each one's output is printed whole when it ends.
+lane() {
+  local rc=0 name exe
+  while read -r name exe; do
+    local t0=$SECONDS out="$state/logs/$name.log"
+    if "$exe" >"$out" 2>&1; then s=ok; else s=FAILED; rc=1; fi
+    flock "$state/logs/.print" bash -c "echo '== $name ($1 lane): $s in $((SECONDS - t0)) s'; cat '$out'"
+    echo "$s $((SECONDS - t0)) s $name ($1 lane)" >>"$state/logs/summary"
+  done <"$state/logs/$1.lane"
+  return $rc
+}
+
 status=0
-cargo test --locked --all-targets "$@" || status=$?
+if [ $# -gt 0 ] || [ "${LIFEOS_TEST_SEQUENTIAL:-}" = 1 ]; then
+  cargo test --locked --all-targets "$@" || status=$?
+else
+  run_lanes || status=$?
+fi
 count=$(find "$skips" -name '*.txt' -exec cat {} + | wc -l)
 echo "test.sh: $count skipped"
 find "$skips" -name '*.txt' -exec cat {} +
