@@ -5,6 +5,7 @@
 //! second one ends the run at once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use anyhow::Result;
 use tokio::signal::unix::{signal, SignalKind};
@@ -14,6 +15,15 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// How many operations are handling the signal themselves right now.
 static HANDLERS: AtomicUsize = AtomicUsize::new(0);
+
+/// What the run says last when a signal ends it here (the `--json` document), set once.
+static LAST_WORDS: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+
+/// Run `f` just before a signal ends the run (a command that returns by itself after a
+/// signal prints its own document).
+pub fn on_interrupt(f: impl Fn() + Send + Sync + 'static) {
+    let _ = LAST_WORDS.set(Box::new(f));
+}
 
 /// While held, the first signal is the holder's to act on.
 pub struct HandledHere(());
@@ -53,6 +63,9 @@ pub fn watch() -> Result<()> {
                 if seen > 1 || HANDLERS.load(Ordering::SeqCst) == 0 {
                     // Past any progress bar's line.
                     eprintln!("\nerror: interrupted");
+                    if let Some(last_words) = LAST_WORDS.get() {
+                        last_words();
+                    }
                     std::process::exit(EXIT_INTERRUPTED.into());
                 }
             }

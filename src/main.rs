@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     if let Err(e) = lifeos_spark::interrupt::watch() {
         eprintln!("warning: Ctrl-C will end the run without exit code 130: {e:#}");
     }
-    let (printer, result) = lifeos_spark::commands::run(cli);
+    let (printer, result) = lifeos_spark::commands::run(cli, &command);
     printer.finish(&command, &result);
     match result {
         Ok(code) => code,

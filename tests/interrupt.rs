@@ -12,7 +12,7 @@ use support::*;
 
 /// Start `args`, wait until it has connected to `listener` (which never answers), send SIGINT:
 /// the process must exit by itself with 130 (not die by the signal), soon, saying why.
-fn interrupted(listener: &TcpListener, args: &[&str]) {
+fn interrupted(listener: &TcpListener, args: &[&str]) -> std::process::Output {
     let child = ClientHome::new()
         .lifeos()
         .args(args)
@@ -41,6 +41,7 @@ fn interrupted(listener: &TcpListener, args: &[&str]) {
         "{args:?}: {}",
         stderr(&out)
     );
+    out
 }
 
 fn silent() -> (TcpListener, String) {
@@ -54,6 +55,12 @@ fn ctrl_c_while_waiting_for_http_exits_130() {
     let (listener, addr) = silent();
     let url = format!("http://{addr}");
     interrupted(&listener, &["status", "--url", &url]);
+    // With `--json`, the one document still comes: not ok, the error says why.
+    let out = interrupted(&listener, &["--json", "status", "--url", &url]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["command"], "status", "{doc}");
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(doc["error"]["message"], "interrupted", "{doc}");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     interrupted(

@@ -151,8 +151,15 @@ fn failed_phases<P: serde::Serialize>(phases: &[crate::phase::PhaseReport<P>]) -
     format!("failed phases: {}", failed.join("; "))
 }
 
-pub fn run(cli: Cli) -> (Printer, Result<ExitCode>) {
+/// Run the command `command` (its subcommand path, for the `--json` document).
+pub fn run(cli: Cli, command: &str) -> (Printer, Result<ExitCode>) {
     let ctx = Context::new(cli.global);
+    // A run that a signal ends (`crate::interrupt`) still prints its one `--json` document.
+    let (printer, command) = (ctx.printer.clone(), command.to_string());
+    crate::interrupt::on_interrupt(move || {
+        printer.out.set_failure("interrupted".into(), None);
+        printer.finish(&command, &Ok(ExitCode::from(EXIT_INTERRUPTED)));
+    });
     let result = match cli.command {
         CommandName::Doctor(args) => doctor::run(&ctx, args),
         CommandName::Env(args) => env::run(&ctx, args),
