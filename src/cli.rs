@@ -234,6 +234,10 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "IMAGE")]
     pub gpu_smoke: Option<String>,
 
+    /// Model manifest the disk check sizes [default: the embedded manifests/sdxl-faceid.yaml]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub fleet: FleetArgs,
 }

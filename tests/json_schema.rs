@@ -205,11 +205,13 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
     let pb = ["--root", &root];
 
     // doctor: ready (fake GPU, nvidia runtime) / a failed check (no nvidia runtime) / no host.
+    // The disk check sizes the one-file manifest: the default set's 14 GB would tie the test to
+    // the free space of the machine it runs on.
     let port = free_port().to_string();
     let doc = w.case(
         "doctor",
         true,
-        &["doctor", "--root", &root, "--port", &port],
+        &["doctor", "--root", &root, "--port", &port, "--manifest", &m],
     );
     assert_eq!(doc["host"], "local");
     let plain = w.plain_docker.clone();
@@ -217,7 +219,7 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
         &plain,
         "doctor",
         false,
-        &["doctor", "--root", &root, "--port", &port],
+        &["doctor", "--root", &root, "--port", &port, "--manifest", &m],
     );
     assert!(
         doc["error"]["message"]
@@ -567,7 +569,15 @@ fn every_json_command_prints_one_valid_document_on_success_and_on_failure() {
     let doc = w.case(
         "doctor",
         true,
-        &["doctor", "--inventory", &inv, "--port", &port],
+        &[
+            "doctor",
+            "--inventory",
+            &inv,
+            "--port",
+            &port,
+            "--manifest",
+            &m,
+        ],
     );
     assert_eq!(doc["hosts"][0]["host"], "here");
     let gone = w.p("gone.yaml");

@@ -71,6 +71,7 @@ fn finish(
 }
 
 pub fn doctor(ctx: &Context, args: &DoctorArgs, hosts: &[Selected]) -> Result<ExitCode> {
+    let needed_bytes = super::doctor::needed_bytes(args)?;
     finish(ctx, hosts, |sel| {
         let host = match connect(ctx, sel) {
             Ok(h) => h,
@@ -80,7 +81,7 @@ pub fn doctor(ctx: &Context, args: &DoctorArgs, hosts: &[Selected]) -> Result<Ex
             root: sel.entry.root.clone().unwrap_or_else(|| args.root.clone()),
             port: args.port,
             gpu_smoke: args.gpu_smoke.clone(),
-            needed_bytes: None,
+            needed_bytes,
         };
         match doctor::run(host.as_ref(), &opts) {
             Ok(report) => {
