@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Result};
 use ssh2::Channel;
 
 use super::Link;
-use crate::host::{Command, RandomWrite};
+use crate::host::{Command, Durable, RandomWrite};
 
 /// Open `dd` channels per session, over all files: sshd's `MaxSessions` (default 10) counts
 /// every channel, and SFTP, a command and a liveness probe may be open beside them.
@@ -90,34 +90,6 @@ impl DdWriter {
         })
     }
 
-    /// Close its input, wait for `dd` to exit; its stderr says why when it failed.
-    fn finish(&self, mut stream: Stream) -> Result<()> {
-        // The channel is done with, whatever happens below.
-        self.link.dd_streams.fetch_sub(1, Ordering::SeqCst);
-        let _g = self.link.gate.hold();
-        let result = self.close(&mut stream.channel);
-        // Freed under the gate, like every libssh2 call (see `SftpFile`'s drop in ssh.rs).
-        drop(stream);
-        result
-    }
-
-    /// Close `dd`'s input and read how it ended; the caller holds the gate.
-    fn close(&self, ch: &mut Channel) -> Result<()> {
-        ch.send_eof()?;
-        let mut stderr = String::new();
-        ch.stderr().read_to_string(&mut stderr)?;
-        ch.wait_close()?;
-        match ch.exit_status()? {
-            0 => Ok(()),
-            code => Err(anyhow!(
-                "`dd` writing `{}` on `{}` exited with {code}: {}",
-                self.path,
-                self.link.name,
-                stderr.trim()
-            )),
-        }
-    }
-
     fn finish_all(&mut self) -> Result<()> {
         if let Some(len) = self.pending_len.take() {
             self.truncate(len)?;
@@ -125,7 +97,7 @@ impl DdWriter {
         let streams = std::mem::take(&mut self.streams);
         let mut first_err = None;
         for stream in streams {
-            if let Err(e) = self.finish(stream) {
+            if let Err(e) = finish(&self.link, &self.path, stream) {
                 first_err.get_or_insert(e);
             }
         }
@@ -140,7 +112,7 @@ impl DdWriter {
                 std::thread::sleep(Duration::from_millis(10));
             } else {
                 let oldest = self.streams.remove(0);
-                self.finish(oldest)?;
+                finish(&self.link, &self.path, oldest)?;
             }
         }
         Ok(())
@@ -177,6 +149,48 @@ impl DdWriter {
     }
 }
 
+/// Close `dd`'s input (when not already closed), wait for it to exit; its stderr says why when
+/// it failed. The channel is freed here, under the gate, like every libssh2 handle (see
+/// `SftpFile`'s drop in ssh.rs).
+fn finish(link: &Link, path: &str, mut stream: Stream) -> Result<()> {
+    // The channel is done with, whatever happens below.
+    link.dd_streams.fetch_sub(1, Ordering::SeqCst);
+    let _g = link.gate.hold();
+    let result = close(link, path, &mut stream.channel);
+    drop(stream);
+    result
+}
+
+/// Read how `dd` ended, its input closed; the caller holds the gate.
+fn close(link: &Link, path: &str, ch: &mut Channel) -> Result<()> {
+    ch.send_eof()?;
+    let mut stderr = String::new();
+    ch.stderr().read_to_string(&mut stderr)?;
+    ch.wait_close()?;
+    match ch.exit_status()? {
+        0 => Ok(()),
+        code => Err(anyhow!(
+            "`dd` writing `{path}` on `{}` exited with {code}: {}",
+            link.name,
+            stderr.trim()
+        )),
+    }
+}
+
+/// fsync `path` with a `dd` of its own: an fsync of any descriptor flushes the whole file, so
+/// this covers the bytes every `dd` that already exited wrote.
+fn fsync(link: &Link, path: &str) -> Result<()> {
+    let out = link.exec(&fsync_line(path), None)?;
+    if !out.success() {
+        bail!(
+            "cannot fsync `{path}` on `{}`: {}",
+            link.name,
+            out.stderr_text().trim()
+        );
+    }
+    Ok(())
+}
+
 impl RandomWrite for DdWriter {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
         self.write(offset, buf).map_err(std::io::Error::other)
@@ -191,19 +205,29 @@ impl RandomWrite for DdWriter {
 
     fn sync(&mut self) -> std::io::Result<()> {
         self.finish_all().map_err(std::io::Error::other)?;
-        let out = self
-            .link
-            .exec(&fsync_line(&self.path), None)
-            .map_err(std::io::Error::other)?;
-        if !out.success() {
-            return Err(std::io::Error::other(format!(
-                "cannot fsync `{}` on `{}`: {}",
-                self.path,
-                self.link.name,
-                out.stderr_text().trim()
-            )));
+        fsync(&self.link, &self.path).map_err(std::io::Error::other)
+    }
+
+    /// Later writes start new `dd`s; closing these, waiting for them to exit and the fsync run
+    /// in the returned work, beside those writes.
+    fn sync_later(&mut self) -> std::io::Result<Durable> {
+        if let Some(len) = self.pending_len.take() {
+            self.truncate(len).map_err(std::io::Error::other)?;
         }
-        Ok(())
+        let streams = std::mem::take(&mut self.streams);
+        let (link, path) = (self.link.clone(), self.path.clone());
+        Ok(Box::new(move || {
+            let mut first_err = None;
+            for stream in streams {
+                if let Err(e) = finish(&link, &path, stream) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err
+                .map_or(Ok(()), Err)
+                .and_then(|()| fsync(&link, &path))
+                .map_err(std::io::Error::other)
+        }))
     }
 }
 
