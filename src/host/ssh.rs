@@ -151,7 +151,7 @@ impl SshHost {
 
 impl Link {
     fn exec(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output> {
-        let mut channel = {
+        let channel = {
             let _g = self.gate.hold();
             let mut channel = self.session.channel_session()?;
             channel.exec(line)?;
@@ -161,6 +161,12 @@ impl Link {
             channel.send_eof()?;
             channel
         };
+        self.complete(channel)
+    }
+
+    /// Wait for a command whose input is closed to end, without holding the gate while it
+    /// runs: its output, its exit status; the channel is freed.
+    fn complete(&self, mut channel: Channel) -> Result<Output> {
         let drained = self.drain(&mut channel);
         let _g = self.gate.hold();
         let status = match drained {
@@ -439,13 +445,13 @@ impl Host for SshHost {
         }
     }
 
-    /// As many write runs as the session keeps `dd` channels (`dd::SESSION_STREAMS`), shared
-    /// by the files in flight. bench/ssh.sh (1 GiB, loopback, loaded 2-core box) measured one
-    /// segment at 18 s, 2 at 35 s, 6 at 46 s: fewer is faster on loopback, but a download
-    /// still needs its segments to resume per piece and to fill a link a CDN caps per
-    /// connection, so the cap is the session's, not one.
+    /// Half the session's `dd` channels (`dd::SESSION_STREAMS`), shared by the files in
+    /// flight: at a checkpoint the running `dd`s are ended beside the next ones (see
+    /// `DdWriter::sync_later`), so both sets must fit. Fewer segments are faster on loopback
+    /// (bench/ssh.sh, loaded 2-core box: 1 segment 26 s, 6 segments 41 s), but a download
+    /// still needs segments to resume per piece and to fill a link a CDN caps per connection.
     fn write_streams(&self) -> Option<usize> {
-        Some(dd::SESSION_STREAMS)
+        Some(dd::SESSION_STREAMS / 2)
     }
 
     fn home(&self) -> Result<PathBuf> {

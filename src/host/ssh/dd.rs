@@ -4,12 +4,12 @@
 //! segment) gets its own `dd` at its offset; `sync` ends them all, checks their exit status and
 //! fsyncs the file, so a checkpoint never names bytes still in a pipe or only in page cache.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use ssh2::Channel;
 
 use super::Link;
@@ -149,32 +149,33 @@ impl DdWriter {
     }
 }
 
-/// Close `dd`'s input (when not already closed), wait for it to exit; its stderr says why when
-/// it failed. The channel is freed here, under the gate, like every libssh2 handle (see
-/// `SftpFile`'s drop in ssh.rs).
+/// Close `dd`'s input and wait for it to exit, the gate free meanwhile (the writer goes on
+/// with the next `dd`); its stderr says why when it failed.
 fn finish(link: &Link, path: &str, mut stream: Stream) -> Result<()> {
-    // The channel is done with, whatever happens below.
+    let sent = {
+        let _g = link.gate.hold();
+        stream.channel.send_eof()
+    };
+    let out = match sent {
+        Ok(()) => link.complete(stream.channel),
+        Err(e) => {
+            let _g = link.gate.hold();
+            drop(stream);
+            Err(e.into())
+        }
+    };
+    // The channel is done with, whatever happened.
     link.dd_streams.fetch_sub(1, Ordering::SeqCst);
-    let _g = link.gate.hold();
-    let result = close(link, path, &mut stream.channel);
-    drop(stream);
-    result
-}
-
-/// Read how `dd` ended, its input closed; the caller holds the gate.
-fn close(link: &Link, path: &str, ch: &mut Channel) -> Result<()> {
-    ch.send_eof()?;
-    let mut stderr = String::new();
-    ch.stderr().read_to_string(&mut stderr)?;
-    ch.wait_close()?;
-    match ch.exit_status()? {
-        0 => Ok(()),
-        code => Err(anyhow!(
-            "`dd` writing `{path}` on `{}` exited with {code}: {}",
+    let out = out?;
+    if !out.success() {
+        bail!(
+            "`dd` writing `{path}` on `{}` exited with {}: {}",
             link.name,
-            stderr.trim()
-        )),
+            out.status.map_or("a signal".into(), |c| c.to_string()),
+            out.stderr_text().trim()
+        );
     }
+    Ok(())
 }
 
 /// fsync `path` with a `dd` of its own: an fsync of any descriptor flushes the whole file, so
