@@ -36,7 +36,8 @@ impl Counts {
         for o in outcomes {
             match o {
                 Outcome::Changed | Outcome::WouldChange => c.changed += 1,
-                Outcome::Failed => c.failed += 1,
+                // A blocked change is a run that would fail there.
+                Outcome::Failed | Outcome::Blocked => c.failed += 1,
                 Outcome::Skipped => c.skipped += 1,
                 Outcome::Ok => c.ok += 1,
             }

@@ -191,6 +191,7 @@ pub fn migrate(
     let phases = phase::run(
         &MIGRATE_PHASES,
         &MIGRATE_PHASES,
+        phase::Flow::StopAtFailure,
         &hosts,
         printer,
         &mut m,

@@ -20,6 +20,11 @@ const EMBEDDED: [(&str, &str); 3] = [
     ),
 ];
 
+/// The playbook where no GPU picks one: a plan on a host without a GPU, and the commands that
+/// need none (`nodes`). Every embedded playbook has the same root, project, port, models and
+/// nodes (a test checks), so with it those commands find the deployment any of them made.
+pub const DEFAULT: &str = "generic-nvidia";
+
 /// The names by which a playbook's `models` and `nodes` mean the embedded lists.
 pub const EMBEDDED_MODELS: &str = "sdxl-faceid";
 pub const EMBEDDED_NODES: &str = "custom-nodes";
@@ -282,9 +287,14 @@ impl Playbook {
     pub fn choose(named: Option<&str>, profile: Profile, gpu: bool) -> Result<Playbook> {
         match (named, profile) {
             (Some(name), _) => Playbook::load(name),
-            (None, Profile::NoGpu) if !gpu => Playbook::load("generic-nvidia"),
+            (None, Profile::NoGpu) if !gpu => Playbook::load(DEFAULT),
             (None, profile) => Playbook::for_profile(profile),
         }
+    }
+
+    /// The named playbook, else the default: for what needs no GPU, so no `nvidia-smi`.
+    pub fn named_or_default(named: Option<&str>) -> Result<Playbook> {
+        Playbook::load(named.unwrap_or(DEFAULT))
     }
 
     /// The playbook for a profile `doctor` detected.
@@ -423,6 +433,27 @@ mod tests {
         let x86 = rtx.pip.for_arch("x86_64");
         assert!(x86.rewrite.is_empty() && !x86.drop.contains(&"xformers".to_string()));
         assert!(x86.drop.contains(&"torch".to_string()));
+    }
+
+    /// What `DEFAULT` stands in for: the commands that need no GPU use its root, project,
+    /// port, models and nodes, so every embedded playbook must agree on them.
+    #[test]
+    fn the_default_playbook_shares_the_gpu_independent_fields() {
+        let default = Playbook::load(DEFAULT).unwrap();
+        for (name, _) in EMBEDDED {
+            let p = Playbook::load(name).unwrap();
+            assert_eq!(
+                (&p.root, &p.project, p.port, &p.models, &p.nodes),
+                (
+                    &default.root,
+                    &default.project,
+                    default.port,
+                    &default.models,
+                    &default.nodes
+                ),
+                "{name}"
+            );
+        }
     }
 
     #[test]

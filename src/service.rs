@@ -74,18 +74,23 @@ impl<'a> Deployment<'a> {
             .hint("install the Compose v2 plugin (`sudo apt-get install docker-compose-plugin`)")
     }
 
-    /// Folders, Dockerfile, .dockerignore and docker-compose.yml (validated by Compose itself).
+    /// Folders, Dockerfile, .dockerignore and docker-compose.yml, validated by the host's
+    /// Compose when it has one (a daemon is not needed for that); without one, a warning.
     pub fn write_files(
         &self,
-        docker: &Docker,
+        docker: Option<&Docker>,
         mode: Mode,
         printer: &Printer,
     ) -> Result<Vec<StepReport>> {
         let mut reports = vec![self.folders(mode)?];
         let dockerfile = compose::render_dockerfile(&self.playbook, &self.opts);
         let yaml = compose::render_compose(&self.playbook, &self.opts);
-        if !mode.dry_run {
-            self.validate_compose(docker, &yaml)?;
+        match docker.filter(|d| d.compose_command(&[]).is_some()) {
+            Some(docker) => self.validate_compose(docker, &yaml)?,
+            None => printer.warn(format!(
+                "{COMPOSE_FILE} not validated: {} has no `docker compose` or `docker-compose`",
+                self.host.name()
+            )),
         }
         for (name, content) in [
             ("Dockerfile", dockerfile.as_str()),
@@ -130,15 +135,13 @@ impl<'a> Deployment<'a> {
         ))
     }
 
-    /// Ask the host's Compose to parse the file before it replaces anything.
+    /// Ask the host's Compose to parse the file before it replaces anything. The file goes in
+    /// on stdin (`-f -`), so a dry run writes nothing; `config` needs no daemon.
     fn validate_compose(&self, docker: &Docker, yaml: &str) -> Result<()> {
-        self.host.mkdir_p(&self.root)?;
-        let candidate = self.root.join(".docker-compose.lifeos-check.yml");
-        self.host.write_atomic(&candidate, yaml.as_bytes(), None)?;
-        let cmd = self.compose_cmd_for(docker, &candidate, &["config", "-q"])?;
-        let out = self.host.run(&cmd);
-        self.host.remove_file(&candidate)?;
-        let out = out?;
+        let cmd = self
+            .compose_cmd_for(docker, Path::new("-"), &["config", "-q"])?
+            .stdin(yaml);
+        let out = self.host.run(&cmd)?;
         if !out.success() {
             bail!(
                 "`{}` rejects the compose file lifeos-spark wrote: {}",
@@ -340,8 +343,14 @@ impl<'a> Deployment<'a> {
         mode: Mode,
         printer: &Printer,
     ) -> Result<Vec<StepReport>> {
-        let docker = self.ready_for_gpu()?;
-        let mut reports = self.write_files(&docker, mode, printer)?;
+        let docker = match self.ready_for_gpu() {
+            Ok(docker) => docker,
+            Err(e) if mode.dry_run => {
+                return self.plan_up_blocked(&e, (url, rebuild, mode), printer)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut reports = self.write_files(Some(&docker), mode, printer)?;
         reports.extend(self.start(&docker, url, rebuild, mode, printer)?);
         Ok(reports)
     }
@@ -377,6 +386,51 @@ impl<'a> Deployment<'a> {
             self, docker, url, mode, printer,
         )?);
         Ok(reports)
+    }
+
+    /// `up`'s plan when Docker is not usable for the service: the files (Compose still
+    /// validates when the host has it), then the start (checked when the daemon answers), all
+    /// blocked by `err` (said once, on stderr, with its hint).
+    fn plan_up_blocked(
+        &self,
+        err: &anyhow::Error,
+        plan: (&str, bool, Mode),
+        printer: &Printer,
+    ) -> Result<Vec<StepReport>> {
+        let (url, rebuild, mode) = plan;
+        printer.print_error(err);
+        printer.status("a real `up` stops there; the plan goes on");
+        let probed = docker::probe(self.host).ok();
+        let mut reports = self.write_files(probed.as_ref(), mode, printer)?;
+        match probed.filter(|d| d.reachable) {
+            Some(docker) => reports.extend(self.start(&docker, url, rebuild, mode, printer)?),
+            None => reports.extend(self.plan_start_unchecked()),
+        }
+        crate::step::block(
+            &mut reports,
+            "Docker is not usable for this service (see above)",
+        );
+        Ok(reports)
+    }
+
+    /// `start`'s plan when Docker cannot be asked (no client, no daemon): what a real run would
+    /// do, unchecked.
+    pub fn plan_start_unchecked(&self) -> Vec<StepReport> {
+        vec![
+            StepReport::new(
+                format!("image {}", self.playbook.image),
+                Outcome::WouldChange,
+                format!(
+                    "would build from {} unless present (not checked: no usable Docker)",
+                    self.playbook.base_image
+                ),
+            ),
+            StepReport::new(
+                format!("service {SERVICE}"),
+                Outcome::WouldChange,
+                "would start",
+            ),
+        ]
     }
 
     pub fn wait_healthy(

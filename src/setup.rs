@@ -2,7 +2,8 @@
 //! doctor, compose, up, models, nodes, verify, connection-info. Each phase is made of steps
 //! that check first, so a second run changes nothing, an interrupted run continues where it
 //! stopped (state comes from the host itself: files, hash stamps, containers), and `--dry-run`
-//! prints the plan.
+//! prints the plan of every phase, even on a host that is not ready: a failed doctor check is a
+//! blocker, and the changes it would stop are reported `blocked`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use anyhow::{anyhow, Result};
 use serde::Serialize;
 
 use crate::connection_info;
+use crate::docker::Docker;
 use crate::doctor::{self, DoctorOptions, Status};
 use crate::generate;
 use crate::gpu::Profile;
@@ -22,7 +24,7 @@ use crate::models::manifest::Manifest;
 use crate::models::ops::{self as models, PullOptions, Target};
 use crate::models::report::{PullReport, PullStatus};
 use crate::nodes::{self, manifest::NodeList, InstallOptions};
-use crate::phase::{PhaseId, PhaseOutput};
+use crate::phase::{Flow, PhaseId, PhaseOutput};
 use crate::playbook::Playbook;
 use crate::service::{self, Deployment};
 use crate::step::{Mode, Outcome, StepReport};
@@ -101,11 +103,22 @@ pub struct SetupReport {
     pub elapsed_ms: u128,
     /// Ctrl-C / SIGTERM stopped the model downloads (finished parts kept).
     pub interrupted: bool,
+    /// The doctor checks that stop a real run (a plan goes on past them).
+    pub blockers: Vec<Blocker>,
+}
+
+/// A failed doctor check: a real run stops at it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocker {
+    pub check: String,
+    pub detail: String,
+    pub hint: Option<String>,
 }
 
 impl SetupReport {
+    /// A phase failed, or (in a plan) a change is blocked.
     pub fn failed(&self) -> bool {
-        self.phases.iter().any(|p| p.outcome == Outcome::Failed)
+        (self.phases.iter()).any(|p| matches!(p.outcome, Outcome::Failed | Outcome::Blocked))
     }
 
     pub fn outcome(&self, phase: Phase) -> Option<Outcome> {
@@ -128,6 +141,7 @@ struct Run<'a> {
     /// The check generation's seconds per image, for CONNECTION_INFO.
     seconds_per_image: Option<f64>,
     interrupted: bool,
+    blockers: Vec<Blocker>,
 }
 
 pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Result<SetupReport> {
@@ -143,10 +157,16 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         lock: None,
         seconds_per_image: None,
         interrupted: false,
+        blockers: Vec::new(),
+    };
+    let flow = match opts.mode.dry_run {
+        true => Flow::PlanThrough,
+        false => Flow::StopAtFailure,
     };
     let phases = crate::phase::run(
         &PHASES,
         &opts.phases,
+        flow,
         host_ref.name(),
         printer,
         &mut run,
@@ -162,6 +182,7 @@ pub fn setup(host: &Arc<dyn Host>, opts: &SetupOptions, printer: &Printer) -> Re
         downloaded_bytes: run.downloaded,
         elapsed_ms: started.elapsed().as_millis(),
         interrupted: run.interrupted,
+        blockers: run.blockers,
     })
 }
 
@@ -176,17 +197,25 @@ impl<'a> Run<'a> {
         match phase {
             Phase::Doctor => self.doctor(host),
             Phase::Compose => {
+                let (docker, blocked_by) = self.docker()?;
                 let d = self.d();
-                let docker = d.ready_for_gpu()?;
-                Ok(d.write_files(&docker, self.opts.mode, self.printer)?.into())
+                let steps = d.write_files(docker.as_ref(), self.opts.mode, self.printer)?;
+                let mut out = PhaseOutput::from(steps);
+                out.blocked_by = blocked_by;
+                Ok(out)
             }
             Phase::Up => {
+                let (docker, blocked_by) = self.docker()?;
                 let d = self.d();
-                let docker = d.ready_for_gpu()?;
-                Ok(
-                    d.start(&docker, &self.url, false, self.opts.mode, self.printer)?
-                        .into(),
-                )
+                let steps = match docker.filter(|d| d.reachable) {
+                    Some(docker) => {
+                        d.start(&docker, &self.url, false, self.opts.mode, self.printer)?
+                    }
+                    None => d.plan_start_unchecked(),
+                };
+                let mut out = PhaseOutput::from(steps);
+                out.blocked_by = blocked_by;
+                Ok(out)
             }
             Phase::Models => self.models(),
             Phase::Nodes => {
@@ -213,10 +242,14 @@ impl<'a> Run<'a> {
                     dry_run: self.opts.mode.dry_run,
                 };
                 let r = connection_info::run(host, &opts)?;
+                let verb = match r.status {
+                    Outcome::WouldChange => "would write ",
+                    _ => "",
+                };
                 let mut step = StepReport::new(
                     r.path.display().to_string(),
                     r.status,
-                    format!("COMFYUI_URL={}", r.info.comfyui_url),
+                    format!("{verb}COMFYUI_URL={}", r.info.comfyui_url),
                 );
                 step.diff = (!r.diff.is_empty()).then_some(r.diff);
                 Ok(vec![step].into())
@@ -230,7 +263,15 @@ impl<'a> Run<'a> {
         if self.deployment.is_some() {
             return Ok(());
         }
-        let (d, url) = deployment(host, self.opts, profile)?;
+        let (d, url) = match deployment(host, self.opts, profile) {
+            // A plan on a host doctor blocked (no GPU to pick a playbook by): plan with the
+            // default playbook; the blocker says what a real run needs first.
+            Err(_) if self.opts.mode.dry_run && !self.blockers.is_empty() => {
+                let playbook = Playbook::load(crate::playbook::DEFAULT)?;
+                deployment_with(host, self.opts, playbook)?
+            }
+            chosen => chosen?,
+        };
         self.url = url;
         if !self.opts.mode.dry_run {
             self.lock = Some(crate::lock::RootLock::acquire(host, &d.root, self.printer)?);
@@ -242,6 +283,20 @@ impl<'a> Run<'a> {
     /// The deployment; `phase` chose it before any phase but doctor.
     fn d(&self) -> &Deployment<'a> {
         self.deployment.as_ref().expect("chosen before the phase")
+    }
+
+    /// Docker for the service phases, and why a real run could not use it. A real run needs
+    /// it usable (with the NVIDIA runtime for a GPU service); a plan goes on with what the
+    /// host's `docker` answers (Compose can still validate) and names the blocker.
+    fn docker(&self) -> Result<(Option<Docker>, Option<String>)> {
+        match self.d().ready_for_gpu() {
+            Ok(docker) => Ok((Some(docker), None)),
+            Err(e) if self.opts.mode.dry_run => {
+                let probed = crate::docker::probe(self.host.as_ref()).ok();
+                Ok((probed, Some(crate::ui::one_line(&e))))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn doctor(&mut self, host: &'a dyn Host) -> Result<PhaseOutput> {
@@ -294,18 +349,18 @@ impl<'a> Run<'a> {
                 )
             })
             .collect();
-        let blocker = report
-            .checks
-            .iter()
+        self.blockers = (report.checks.iter())
             .zip(&steps)
-            .find(|(_, s)| s.outcome == Outcome::Failed);
-        if let Some((check, _)) = blocker {
-            return Err(anyhow!("doctor: `{}` failed: {}", check.name, check.detail)).hint(
-                check
-                    .hint
-                    .clone()
-                    .unwrap_or_else(|| "run `lifeos-spark doctor`".into()),
-            );
+            .filter(|(_, s)| s.outcome == Outcome::Failed)
+            .map(|(c, _)| Blocker {
+                check: c.name.to_string(),
+                detail: c.detail.clone(),
+                hint: c.hint.clone(),
+            })
+            .collect();
+        if let (Some(b), false) = (self.blockers.first(), self.opts.mode.dry_run) {
+            return Err(anyhow!("doctor: `{}` failed: {}", b.check, b.detail))
+                .hint((b.hint.clone()).unwrap_or_else(|| "run `lifeos-spark doctor`".into()));
         }
         self.choose(host, Some(report.profile))?;
         let warnings = report
@@ -313,7 +368,7 @@ impl<'a> Run<'a> {
             .iter()
             .filter(|c| c.status != Status::Ok)
             .count();
-        let detail = format!(
+        let mut detail = format!(
             "profile {}, {} checks, {warnings} warnings{}",
             report.profile.as_str(),
             steps.len(),
@@ -323,7 +378,20 @@ impl<'a> Run<'a> {
                 " (GPU checks do not block `--gpu none`)"
             }
         );
-        Ok(PhaseOutput::new(steps, detail))
+        let mut out = PhaseOutput::new(steps, "");
+        if !self.blockers.is_empty() {
+            let names: Vec<String> = (self.blockers.iter())
+                .map(|b| format!("`{}`", b.check))
+                .collect();
+            detail += &format!(
+                "; a real run stops here ({} failed), the plan goes on with playbook `{}`",
+                names.join(", "),
+                self.d().playbook.name
+            );
+            out.blocked_by = Some(format!("doctor {}", names.join(", ")));
+        }
+        out.detail = detail;
+        Ok(out)
     }
 
     fn models(&mut self) -> Result<PhaseOutput> {
@@ -526,6 +594,15 @@ pub fn deployment<'a>(
         None => crate::gpu::profile_of(&crate::gpu::gpus(host)?),
     };
     let playbook = Playbook::choose(opts.playbook.as_deref(), profile, opts.gpu)?;
+    deployment_with(host, opts, playbook)
+}
+
+/// The deployment of `playbook` on `host`, and the URL its ComfyUI answers at.
+fn deployment_with<'a>(
+    host: &'a dyn Host,
+    opts: &SetupOptions,
+    playbook: Playbook,
+) -> Result<(Deployment<'a>, String)> {
     let d = Deployment::new(host, playbook, opts.root.as_deref(), opts.gpu, opts.bind)?;
     let url = match &opts.url {
         Some(u) => u.clone(),
@@ -648,13 +725,26 @@ fn pull_output(report: PullReport) -> Result<PhaseOutput> {
     Ok(PhaseOutput::new(steps, detail))
 }
 
-/// Per phase a line, then Ansible's recap line.
+/// In a plan, the blockers' names on top (doctor's lines below give each with its hint); per
+/// phase a line, then Ansible's recap line and the blockers' names again.
 pub fn render(report: &SetupReport) -> String {
-    crate::phase::render(&report.phases, report.dry_run)
-        + &crate::phase::recap(
-            &report.host,
-            &report.phases,
-            report.downloaded_bytes,
-            report.elapsed_ms,
-        )
+    let mut out = String::new();
+    let names: Vec<&str> = report.blockers.iter().map(|b| b.check.as_str()).collect();
+    if !names.is_empty() && report.dry_run {
+        out += &format!(
+            "blocked: a real run stops at doctor ({} failed: see below); the plan goes on\n\n",
+            names.join(", ")
+        );
+    }
+    out += &crate::phase::render(&report.phases, report.dry_run);
+    out += &crate::phase::recap(
+        &report.host,
+        &report.phases,
+        report.downloaded_bytes,
+        report.elapsed_ms,
+    );
+    if !names.is_empty() {
+        out += &format!("blocked by: {}\n", names.join(", "));
+    }
+    out
 }

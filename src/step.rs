@@ -1,5 +1,6 @@
 //! A change to a host is a step: a read-only check first, then (unless `--dry-run`) the change.
-//! Each reports ok / would-change (with a diff) / changed / skipped / failed, as Ansible does.
+//! Each reports ok / would-change (with a diff) / changed / skipped / failed, as Ansible does;
+//! in a plan, a change that an earlier blocker (a failed doctor check) would stop is `blocked`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ pub enum Outcome {
     Changed,
     Skipped,
     Failed,
+    /// A dry run's change that a real run would not reach: an earlier step failed.
+    Blocked,
 }
 
 impl Outcome {
@@ -28,6 +31,7 @@ impl Outcome {
             Outcome::Changed => "changed",
             Outcome::Skipped => "skipped",
             Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
         }
     }
 }
@@ -156,6 +160,20 @@ impl FileStep<'_> {
     }
 }
 
+/// In a plan: each change in `steps` is one a real run would not reach, for `why`. Whether
+/// any was.
+pub fn block(steps: &mut [StepReport], why: &str) -> bool {
+    let mut any = false;
+    for s in steps {
+        if matches!(s.outcome, Outcome::WouldChange | Outcome::Changed) {
+            s.outcome = Outcome::Blocked;
+            s.detail = format!("{} — blocked: {why}", s.detail);
+            any = true;
+        }
+    }
+    any
+}
+
 /// One line per step (`ok`, `changed`, ...), diffs under the steps that have one.
 pub fn render(reports: &[StepReport], printer: &crate::ui::Printer) -> String {
     use console::Style;
@@ -165,6 +183,7 @@ pub fn render(reports: &[StepReport], printer: &crate::ui::Printer) -> String {
             Outcome::Ok | Outcome::Skipped => Style::new().green(),
             Outcome::WouldChange | Outcome::Changed => Style::new().yellow(),
             Outcome::Failed => Style::new().red().bold(),
+            Outcome::Blocked => Style::new().red(),
         };
         let label = format!("{:12}", r.outcome.label());
         out += &format!(

@@ -177,37 +177,55 @@ fn git_part_clones_pins_moves_and_respects_local_changes() {
 }
 
 #[test]
-fn git_part_over_ssh_lands_on_the_target() {
+fn git_part_and_list_over_ssh_need_no_gpu() {
     let n = nodes();
     let client = ClientHome::new();
+    // No `nvidia-smi` on this host, and no Docker daemon: the git part and the listing need
+    // neither.
     let Some(server) = SshServer::start(SshServerConfig {
-        gpu_profile: Some("gb10"),
-        docker_host: None,
+        gpu_profile: None,
+        docker_host: Some("unix:///nonexistent/lifeos-test/docker.sock".into()),
         authorized_keys: vec![client.public_key()],
     }) else {
         return;
     };
-    client.add_alias("spark", &server);
+    client.add_alias("bare", &server);
     client.trust(&server);
-    let out = client
+    let nodes_cmd = |args: &[&str]| {
+        client
+            .lifeos()
+            .args(["--host", "bare", "nodes"])
+            .args(args)
+            .args(["--nodes", n.list.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // With the requirements: the plan lists the clones, and pip blocked (no Docker), exit 1.
+    let plan = nodes_cmd(&["install", "--dry-run"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(text.contains("NodeA: would clone"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("blocked") && l.contains("pip: would install")),
+        "{text}"
+    );
+    assert!(!server.home().join("comfyui").exists());
+    let out = nodes_cmd(&["install", "--no-deps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The default playbook's root, `~/comfyui`, is the remote home's.
+    let node_a = server.home().join("comfyui/custom_nodes/NodeA");
+    assert_eq!(head(&node_a), n.a.1);
+    let list = client
         .lifeos()
-        .args([
-            "--host",
-            "spark",
-            "nodes",
-            "install",
-            "--no-deps",
-            "--nodes",
-            n.list.to_str().unwrap(),
-        ])
+        .args(["--host", "bare", "--json", "nodes", "list"])
+        .args(["--nodes", n.list.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    // The dgx-spark playbook was picked from the GPU, and `~/comfyui` is the remote home's.
-    assert_eq!(
-        head(&server.home().join("comfyui/custom_nodes/NodeA")),
-        n.a.1
-    );
+    assert!(list.status.success(), "{}", stderr(&list));
+    let rows = json(&list);
+    assert_eq!(rows[0]["actual"], n.a.1.as_str(), "{rows}");
+    assert!(rows[1]["actual"].is_string(), "NodeB cloned too: {rows}");
 }
 
 #[test]

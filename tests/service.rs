@@ -258,6 +258,31 @@ fn up_refuses_a_gpu_service_without_nvidia_runtime() {
         "{err}"
     );
     assert!(!dir.path().join("r").exists());
+
+    // The plan goes on: the files and the start are checked and reported blocked, exit 1.
+    let out = client
+        .lifeos()
+        .env("DOCKER_HOST", &plain)
+        .args(["--dry-run", "up", "--playbook", playbook.to_str().unwrap()])
+        .args(["--root", dir.path().join("r").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let plan = stdout(&out);
+    let steps: Vec<&str> = plan
+        .lines()
+        .filter(|l| !l.starts_with([' ', '+', '-', '@']))
+        .collect();
+    assert_eq!(steps.len(), 6, "{plan}");
+    assert!(steps.iter().all(|l| l.starts_with("blocked ")), "{plan}");
+    assert!(plan.contains("image unused:tag: would build"), "{plan}");
+    assert!(plan.contains("service comfyui: would start"), "{plan}");
+    assert!(
+        stderr(&out).contains("no NVIDIA runtime"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("r").exists());
 }
 
 #[test]

@@ -26,6 +26,15 @@ use crate::ui::{Printer, UsageError, Verbosity};
 /// 128 + SIGINT, as shells report an interrupted command (`models pull`, `setup`).
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// Exit status of a run of steps: a plan whose changes a real run would not reach (a step
+/// `blocked`) fails.
+fn steps_exit(reports: &[crate::step::StepReport]) -> ExitCode {
+    match (reports.iter()).any(|r| r.outcome == crate::step::Outcome::Blocked) {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
+    }
+}
+
 /// What every command gets: how to print, and where to act.
 pub struct Context {
     pub printer: Printer,

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::service::{deployment, url_for};
+use super::service::{deployment, url_for, Pick};
 use super::Context;
 use crate::cli::NodesCommand;
 use crate::nodes::{self, manifest::NodeList, InstallOptions};
@@ -11,7 +11,7 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
     let host = ctx.host()?;
     match cmd {
         NodesCommand::Install(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.common.service)?;
+            let d = deployment(ctx, host.as_ref(), &args.common.service, Pick::Default)?;
             let list = NodeList::load(args.common.nodes.as_deref())?;
             let url = url_for(&d, args.common.url)?;
             let opts = InstallOptions {
@@ -20,16 +20,16 @@ pub fn run(ctx: &Context, cmd: NodesCommand) -> Result<ExitCode> {
             };
             let reports = nodes::install(&d, &list, &url, opts, ctx.step_mode(), &ctx.printer)?;
             ctx.print_steps(host.name(), &reports)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(super::steps_exit(&reports))
         }
         NodesCommand::List(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.service)?;
+            let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
             let rows = nodes::list(&d, &NodeList::load(args.nodes.as_deref())?)?;
             ctx.printer.emit(&rows, |rows| render_list(rows))?;
             Ok(ExitCode::SUCCESS)
         }
         NodesCommand::Verify(args) => {
-            let d = deployment(ctx, host.as_ref(), &args.service)?;
+            let d = deployment(ctx, host.as_ref(), &args.service, Pick::Default)?;
             let url = url_for(&d, args.url)?;
             let proofs = nodes::verify(&d, &NodeList::load(args.nodes.as_deref())?, &url)?;
             ctx.printer.emit(&proofs, |proofs| render_verify(proofs))?;

@@ -12,12 +12,22 @@ use crate::service::{self, Deployment};
 use crate::status::HostStatus;
 use crate::ui::UsageError;
 
-/// The named playbook, or the one for the GPU the host has.
-fn playbook_for(host: &dyn Host, args: &ServiceArgs) -> Result<Playbook> {
+/// Which playbook a command uses when none is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pick {
+    /// The one for the host's GPU (the image, its pip rules): `compose`, `up`.
+    ByGpu,
+    /// The default: the command needs no GPU (`nodes`, `down`), so it asks no `nvidia-smi`.
+    Default,
+}
+
+/// The named playbook, or the one `pick` says.
+fn playbook_for(host: &dyn Host, args: &ServiceArgs, pick: Pick) -> Result<Playbook> {
     let gpu = args.gpu == GpuChoice::All;
-    match &args.playbook {
-        Some(name) => Playbook::load(name),
-        None => Playbook::choose(None, gpu::profile_of(&gpu::gpus(host)?), gpu),
+    match (&args.playbook, pick) {
+        (Some(name), _) => Playbook::load(name),
+        (None, Pick::Default) => Playbook::named_or_default(None),
+        (None, Pick::ByGpu) => Playbook::choose(None, gpu::profile_of(&gpu::gpus(host)?), gpu),
     }
 }
 
@@ -25,8 +35,9 @@ pub(super) fn deployment<'a>(
     ctx: &Context,
     host: &'a dyn Host,
     args: &ServiceArgs,
+    pick: Pick,
 ) -> Result<Deployment<'a>> {
-    let playbook = playbook_for(host, args)?;
+    let playbook = playbook_for(host, args, pick)?;
     ctx.printer.debug(format!("playbook `{}`", playbook.name));
     Deployment::new(
         host,
@@ -49,10 +60,11 @@ fn warn_if_exposed(ctx: &Context, d: &Deployment) {
 
 pub fn compose(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
-    let d = deployment(ctx, host.as_ref(), &args)?;
+    let d = deployment(ctx, host.as_ref(), &args, Pick::ByGpu)?;
     warn_if_exposed(ctx, &d);
-    let docker = service::ready_docker(host.as_ref())?;
-    let reports = d.write_files(&docker, ctx.step_mode(), &ctx.printer)?;
+    // Rendering and the diff need no daemon; Compose validates when the host has it.
+    let docker = crate::docker::probe(host.as_ref())?;
+    let reports = d.write_files(Some(&docker), ctx.step_mode(), &ctx.printer)?;
     ctx.print_steps(host.name(), &reports)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -67,17 +79,18 @@ pub(super) fn url_for(d: &Deployment, url: Option<String>) -> Result<String> {
 
 pub fn up(ctx: &Context, args: UpArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
-    let d = deployment(ctx, host.as_ref(), &args.service)?;
+    let d = deployment(ctx, host.as_ref(), &args.service, Pick::ByGpu)?;
     warn_if_exposed(ctx, &d);
     let url = url_for(&d, args.url)?;
     let reports = d.up(&url, args.rebuild, ctx.step_mode(), &ctx.printer)?;
     ctx.print_steps(host.name(), &reports)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::steps_exit(&reports))
 }
 
 pub fn down(ctx: &Context, args: ServiceArgs) -> Result<ExitCode> {
     let host = ctx.host()?;
-    let d = deployment(ctx, host.as_ref(), &args)?;
+    // Stopping needs only the root and the Compose project, which every playbook shares.
+    let d = deployment(ctx, host.as_ref(), &args, Pick::Default)?;
     let reports = d.down(ctx.step_mode())?;
     ctx.print_steps(host.name(), &reports)?;
     Ok(ExitCode::SUCCESS)

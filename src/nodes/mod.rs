@@ -340,7 +340,23 @@ pub fn install(
     if opts.no_deps {
         return Ok(reports);
     }
-    let docker = service::ready_docker(d.host)?;
+    let docker = match service::ready_docker(d.host) {
+        Ok(docker) => docker,
+        // A plan on a host without a usable Docker: the git part above is the plan; pip needs
+        // the container, so a real run would stop there.
+        Err(e) if mode.dry_run => {
+            reports.push(StepReport::new(
+                "pip",
+                Outcome::Blocked,
+                format!(
+                    "would install the nodes' requirements in the container — blocked: {}",
+                    crate::ui::one_line(&e)
+                ),
+            ));
+            return Ok(reports);
+        }
+        Err(e) => return Err(e),
+    };
     let Some(id) = d.running_container(&docker)? else {
         if mode.dry_run {
             reports.push(StepReport::new(
