@@ -15,6 +15,7 @@
 # Each round times, side by side:
 #   pull       `lifeos-spark --host box models pull` of the file into a folder on the target
 #              (download + sha256 + fsync + rename, bytes over exec channels into `dd`)
+#   pull-c1    the same with `--connections 1` (one segment, one `dd` at a time)
 #   curl|ssh   `curl URL | ssh box 'cat > f'`: what a person would type (no verification, no fsync)
 #   scp        `scp` of a local copy of the file
 #   dry-run    `lifeos-spark --host box setup --dry-run` (fake nvidia-smi of a GB10 on the
@@ -167,11 +168,14 @@ mibps() { awk -v t="$1" -v s="$size" 'BEGIN { printf "%.0f", s / 1048576 / t }';
 
 echo "file: $size bytes; $(nproc) cores; $(uname -sr); $(ssh -V 2>&1); HTTP: $http_server; $("$bin" --version)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %10s %10s %10s %10s %14s\n' round pull curl\|ssh scp dry-run pull/curl\|ssh
-ratios=() dries=()
+printf '%-6s %9s %9s %9s %9s %9s %14s %10s\n' round pull pull-c1 curl\|ssh scp dry-run pull/curl\|ssh -c1/curl\|ssh
+ratios=() ratios1=() dries=()
 for r in $(seq 1 "$rounds"); do
   fresh
   t_pull=$(secs tool --host box -q --no-progress models pull --manifest "$work/m.yaml" --root "$work/remote/out/pull")
+  check "$work/remote/out/pull/models/model.bin"
+  fresh
+  t_pull1=$(secs tool --host box -q --no-progress models pull --connections 1 --manifest "$work/m.yaml" --root "$work/remote/out/pull")
   check "$work/remote/out/pull/models/model.bin"
   fresh
   t_pipe=$(secs sh -c "curl -sf 'http://127.0.0.1:$http_port/model.bin' | ssh ${ssh_cfg[*]} box 'cat > $work/remote/out/pipe.bin'")
@@ -187,9 +191,10 @@ for r in $(seq 1 "$rounds"); do
   fi
   # Throughput ratio: curl|ssh time over pull time (1.0 = as fast as the pipe).
   ratio=$(awk -v p="$t_pull" -v c="$t_pipe" 'BEGIN { printf "%.2f", c / p }')
-  ratios+=("$ratio") dries+=("${t_dry%(failed)}")
-  printf '%-6s %8ss %8ss %8ss %8ss %14s\n' "$r" "$t_pull" "$t_pipe" "$t_scp" "$t_dry" "${ratio}x"
-  echo "       MiB/s: pull $(mibps "$t_pull")  curl|ssh $(mibps "$t_pipe")  scp $(mibps "$t_scp")"
+  ratio1=$(awk -v p="$t_pull1" -v c="$t_pipe" 'BEGIN { printf "%.2f", c / p }')
+  ratios+=("$ratio") ratios1+=("$ratio1") dries+=("${t_dry%(failed)}")
+  printf '%-6s %8ss %8ss %8ss %8ss %8ss %14s %10s\n' "$r" "$t_pull" "$t_pull1" "$t_pipe" "$t_scp" "$t_dry" "${ratio}x" "${ratio1}x"
+  echo "       MiB/s: pull $(mibps "$t_pull")  pull -c1 $(mibps "$t_pull1")  curl|ssh $(mibps "$t_pipe")  scp $(mibps "$t_scp")"
 done
 summary() { # summary NAME VALUES...: median and min..max
   local name=$1; shift
@@ -199,4 +204,5 @@ summary() { # summary NAME VALUES...: median and min..max
 }
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 summary "pull throughput / curl|ssh throughput (target >= 0.8)" "${ratios[@]}"
+summary "pull --connections 1 throughput / curl|ssh throughput" "${ratios1[@]}"
 summary "setup --dry-run seconds (target < 3)" "${dries[@]}"
