@@ -120,15 +120,9 @@ impl DdWriter {
 
     fn truncate(&self, len: u64) -> Result<()> {
         let cmd = Command::new("truncate").args(["-s", &len.to_string(), &self.path]);
-        let out = self.link.exec(&cmd.shell_line(), None)?;
-        if !out.success() {
-            bail!(
-                "`truncate` on `{}` failed: {}",
-                self.path,
-                out.stderr_text().trim()
-            );
-        }
-        Ok(())
+        run_ok(&self.link, &cmd.shell_line(), || {
+            format!("`truncate` on `{}` failed", self.path)
+        })
     }
 
     fn write(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
@@ -181,13 +175,16 @@ fn finish(link: &Link, path: &str, mut stream: Stream) -> Result<()> {
 /// fsync `path` with a `dd` of its own: an fsync of any descriptor flushes the whole file, so
 /// this covers the bytes every `dd` that already exited wrote.
 fn fsync(link: &Link, path: &str) -> Result<()> {
-    let out = link.exec(&fsync_line(path), None)?;
+    run_ok(link, &fsync_line(path), || {
+        format!("cannot fsync `{path}` on `{}`", link.name)
+    })
+}
+
+/// Run `line`; when it fails, `what` and its stderr are the error.
+fn run_ok(link: &Link, line: &str, what: impl FnOnce() -> String) -> Result<()> {
+    let out = link.exec(line, None)?;
     if !out.success() {
-        bail!(
-            "cannot fsync `{path}` on `{}`: {}",
-            link.name,
-            out.stderr_text().trim()
-        );
+        bail!("{}: {}", what(), out.stderr_text().trim());
     }
     Ok(())
 }
