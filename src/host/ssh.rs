@@ -445,13 +445,14 @@ impl Host for SshHost {
         }
     }
 
-    /// Half the session's `dd` channels (`dd::SESSION_STREAMS`), shared by the files in
-    /// flight: at a checkpoint the running `dd`s are ended beside the next ones (see
-    /// `DdWriter::sync_later`), so both sets must fit. Fewer segments are faster on loopback
-    /// (bench/ssh.sh, loaded 2-core box: 1 segment 26 s, 6 segments 41 s), but a download
-    /// still needs segments to resume per piece and to fill a link a CDN caps per connection.
+    /// As many write runs as the session keeps `dd` channels (`dd::SESSION_STREAMS`), shared
+    /// by the files in flight. Fewer segments are faster on loopback (bench/ssh.sh, loaded
+    /// 2-core box: 1 segment 20 s, 3 segments 31 s, 6 segments 41 s), but a download still
+    /// needs segments to resume per piece and to fill a link a CDN caps per connection. With
+    /// all of them open, a checkpoint's next `dd`s wait for its ending ones (see
+    /// `DdWriter::sync_later`).
     fn write_streams(&self) -> Option<usize> {
-        Some(dd::SESSION_STREAMS / 2)
+        Some(dd::SESSION_STREAMS)
     }
 
     fn home(&self) -> Result<PathBuf> {

@@ -4,6 +4,7 @@
 //! also slows the network down to the speed of the disk (or of the SSH link).
 
 use std::path::PathBuf;
+use std::sync::mpsc::SendError;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -89,7 +90,9 @@ fn write_all(
                 Op::Checkpoint(state) => {
                     let durable = file.sync_later().with_context(ctx)?;
                     // A closed queue means the recorder failed: its error is the one to tell.
-                    if checkpoints.send((durable, state)).is_err() {
+                    // The handed-over half still runs here, so its channels end properly.
+                    if let Err(SendError((durable, _))) = checkpoints.send((durable, state)) {
+                        let _ = durable();
                         break;
                     }
                 }
