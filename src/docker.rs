@@ -15,7 +15,7 @@ pub enum ComposeFlavor {
     V1,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Compose {
     pub flavor: Option<ComposeFlavor>,
     pub version: Option<String>,
@@ -143,7 +143,28 @@ fn probe_runtimes(host: &dyn Host, sudo: bool) -> Result<Vec<String>> {
     ))
 }
 
+/// Docker as `host` has it, probed once per run (see `host::Memo`).
 pub fn probe(host: &dyn Host) -> Result<Docker> {
+    crate::host::memoized(host, || probe_now(host))
+}
+
+fn probe_now(host: &dyn Host) -> Result<Docker> {
+    // Compose does not depend on the daemon: asked beside it.
+    std::thread::scope(|s| {
+        let compose = s.spawn(|| probe_compose(host));
+        let engine = probe_engine(host);
+        let compose = compose
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok(Docker {
+            compose: compose?,
+            ..engine?
+        })
+    })
+}
+
+/// Everything but `compose` (left empty).
+fn probe_engine(host: &dyn Host) -> Result<Docker> {
     let out = docker_version(host, false)?;
     let (client_version, mut engine_version) = parse_version_json(&out.stdout_text());
     let mut needs_sudo = false;
@@ -172,7 +193,7 @@ pub fn probe(host: &dyn Host) -> Result<Docker> {
         engine_version,
         needs_sudo,
         error,
-        compose: probe_compose(host)?,
+        compose: Compose::default(),
         nvidia_runtime: runtimes.iter().any(|r| r == "nvidia"),
         runtimes,
     })
@@ -197,11 +218,7 @@ fn probe_compose(host: &dyn Host) -> Result<Compose> {
             });
         }
     }
-    Ok(Compose {
-        flavor: None,
-        version: None,
-        command: Vec::new(),
-    })
+    Ok(Compose::default())
 }
 
 #[cfg(test)]

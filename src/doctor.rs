@@ -132,23 +132,28 @@ impl Report {
 }
 
 pub fn run(host: &dyn Host, opts: &DoctorOptions) -> Result<Report> {
-    let platform = system::probe_platform(host)?;
-    let probe = gpu::probe(host)?;
+    // Independent read-only probes, each a few round trips over SSH (or a slow `docker`
+    // client): side by side, doctor takes as long as the slowest, not their sum.
+    let (platform, probe, docker, disk, port) = std::thread::scope(|s| {
+        let platform = s.spawn(|| system::probe_platform(host));
+        let probe = s.spawn(|| gpu::probe(host));
+        let docker = s.spawn(|| docker::probe(host));
+        let port = s.spawn(|| probe_port(host, opts.port));
+        let disk = probe_disk(host, opts);
+        (
+            joined(platform),
+            joined(probe),
+            joined(docker),
+            disk,
+            joined(port),
+        )
+    });
+    let (platform, probe, docker, disk, port) = (platform?, probe?, docker?, disk?, port?);
     let gpus = match &probe {
         Probe::Gpus(g) => g.clone(),
         _ => Vec::new(),
     };
     let profile = gpu::profile_of(&gpus);
-    let docker = docker::probe(host)?;
-    let root = host.expand_home(&opts.root)?;
-    let disk = Disk {
-        free_bytes: system::free_bytes(host, &root)?,
-        needed_bytes: opts
-            .needed_bytes
-            .unwrap_or_else(|| Manifest::default_set().disk_bytes()),
-        root,
-    };
-    let port = probe_port(host, opts.port)?;
     let mut checks = vec![
         check_platform(&platform, profile),
         check_gpu(&probe),
@@ -174,6 +179,24 @@ pub fn run(host: &dyn Host, opts: &DoctorOptions) -> Result<Report> {
         disk,
         port,
         checks,
+    })
+}
+
+/// A probe thread's answer; its panic goes on in the caller, as if it had run there.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn probe_disk(host: &dyn Host, opts: &DoctorOptions) -> Result<Disk> {
+    let root = host.expand_home(&opts.root)?;
+    Ok(Disk {
+        free_bytes: system::free_bytes(host, &root)?,
+        needed_bytes: opts
+            .needed_bytes
+            .unwrap_or_else(|| Manifest::default_set().disk_bytes()),
+        root,
     })
 }
 

@@ -40,11 +40,8 @@ impl<'a> Deployment<'a> {
         bind: Option<std::net::IpAddr>,
     ) -> Result<Self> {
         let root = host.expand_home(root.unwrap_or(&playbook.root))?;
-        let arch = host
-            .run_ok(&Command::new("uname").arg("-m"))?
-            .stdout_text()
-            .trim()
-            .to_string();
+        // Probed once per run, with doctor's platform checks.
+        let arch = crate::system::probe_platform(host)?.arch;
         Ok(Deployment {
             host,
             playbook,

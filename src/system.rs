@@ -29,7 +29,12 @@ pub fn parse_os_release(text: &str) -> Option<String> {
     field("PRETTY_NAME").or_else(|| field("NAME"))
 }
 
+/// What the host is, probed once per run (see `host::Memo`).
 pub fn probe_platform(host: &dyn Host) -> Result<Platform> {
+    crate::host::memoized(host, || probe_platform_now(host))
+}
+
+fn probe_platform_now(host: &dyn Host) -> Result<Platform> {
     let arch = host.run_ok(&Command::new("uname").arg("-m"))?.stdout_text();
     let os = host
         .read_opt(Path::new("/etc/os-release"))?

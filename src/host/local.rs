@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::{
-    temp_sibling, Command, FileKind, FileStat, Host, HostLock, Output, RandomWrite, Resolved,
+    temp_sibling, Command, FileKind, FileStat, Host, HostLock, Memo, Output, RandomWrite, Resolved,
 };
 
 #[derive(Debug, Default)]
-pub struct LocalHost;
+pub struct LocalHost {
+    memo: Memo,
+}
 
 impl LocalHost {
     pub fn new() -> Self {
-        LocalHost
+        LocalHost::default()
     }
 }
 
@@ -31,6 +33,10 @@ impl Host for LocalHost {
 
     fn is_local(&self) -> bool {
         true
+    }
+
+    fn memo(&self) -> Option<&Memo> {
+        Some(&self.memo)
     }
 
     fn run(&self, cmd: &Command) -> Result<Output> {
@@ -294,6 +300,12 @@ impl RandomWrite for LocalFile {
 
     fn sync(&mut self) -> std::io::Result<()> {
         self.0.sync_all()
+    }
+
+    /// An fsync of another descriptor of the file flushes the same inode.
+    fn sync_later(&mut self) -> std::io::Result<super::Durable> {
+        let file = self.0.try_clone()?;
+        Ok(Box::new(move || file.sync_all()))
     }
 }
 

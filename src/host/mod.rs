@@ -5,6 +5,7 @@
 
 mod known_hosts;
 mod local;
+mod memo;
 mod ssh;
 mod target;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 pub use local::LocalHost;
+pub use memo::Memo;
 pub use ssh::{SshHost, SshOptions};
 pub use target::{check_destination, HostKeyConfig, SshTarget, StrictHostKeyChecking};
 
@@ -118,7 +120,19 @@ pub trait RandomWrite: Send {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()>;
     fn set_len(&mut self, len: u64) -> std::io::Result<()>;
     fn sync(&mut self) -> std::io::Result<()>;
+
+    /// `sync` in two halves: what must happen before the next write, here, and the rest (the
+    /// wait on the disk), returned to run on another thread while writing goes on. Once that
+    /// returns `Ok`, every byte written before this call is on disk. By default all of it
+    /// happens here.
+    fn sync_later(&mut self) -> std::io::Result<Durable> {
+        self.sync()?;
+        Ok(Box::new(|| Ok(())))
+    }
 }
+
+/// The second half of [`RandomWrite::sync_later`].
+pub type Durable = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 
 /// What a path is once symlinks are followed (see [`Host::resolve`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +154,17 @@ pub enum FileKind {
 }
 
 /// An advisory lock held on a host (see [`Host::try_lock`]); dropping it lets go.
+/// `probe`'s answer, asked once per run on `host` (see [`Memo`]).
+pub fn memoized<T: Clone + Send + Sync + 'static>(
+    host: &dyn Host,
+    probe: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    match host.memo() {
+        Some(memo) => memo.get_or_probe(probe),
+        None => probe(),
+    }
+}
+
 pub trait HostLock: Send + Sync {}
 
 pub trait Host: Send + Sync {
@@ -174,6 +199,12 @@ pub trait Host: Send + Sync {
 
     /// The home folder of the user the tool acts as on this host (where `~` is).
     fn home(&self) -> Result<PathBuf>;
+
+    /// Where probes keep what holds for the whole run (see [`memoized`]); `None`: nowhere,
+    /// every probe asks again.
+    fn memo(&self) -> Option<&Memo> {
+        None
+    }
 
     /// Take an exclusive advisory lock (`flock`) on `path` on this host, creating the file if
     /// missing, without waiting: `None` while another process holds it. It is released when

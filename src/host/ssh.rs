@@ -18,7 +18,9 @@ use ssh2::{Channel, ErrorCode, HashType, HostKeyType, OpenFlags, OpenType, Sessi
 
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::target::StrictHostKeyChecking;
-use super::{temp_sibling, Command, FileStat, Host, HostLock, Output, RandomWrite, SshTarget};
+use super::{
+    temp_sibling, Command, FileStat, Host, HostLock, Memo, Output, RandomWrite, SshTarget,
+};
 use crate::ui::HintExt;
 
 mod dd;
@@ -80,6 +82,7 @@ pub struct SshHost {
     /// Whether the target's `dd` takes `oflag=seek_bytes` (GNU coreutils), learnt on the first
     /// `open_write`; without it bulk writes go over SFTP.
     dd_seeks: OnceLock<bool>,
+    memo: Memo,
 }
 
 impl SshHost {
@@ -103,6 +106,7 @@ impl SshHost {
             sftp: OnceLock::new(),
             home: OnceLock::new(),
             dd_seeks: OnceLock::new(),
+            memo: Memo::default(),
         })
     }
 
@@ -148,7 +152,7 @@ impl SshHost {
 impl Link {
     fn exec(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output> {
         self.trace(line);
-        let mut channel = {
+        let channel = {
             let _g = self.gate.hold();
             let mut channel = self.session.channel_session()?;
             channel.exec(line)?;
@@ -158,6 +162,12 @@ impl Link {
             channel.send_eof()?;
             channel
         };
+        self.complete(channel)
+    }
+
+    /// Wait for a command whose input is closed to end, without holding the gate while it
+    /// runs: its output, its exit status; the channel is freed.
+    fn complete(&self, mut channel: Channel) -> Result<Output> {
         let drained = self.drain(&mut channel);
         let _g = self.gate.hold();
         let status = match drained {
@@ -244,6 +254,10 @@ impl Host for SshHost {
 
     fn is_local(&self) -> bool {
         false
+    }
+
+    fn memo(&self) -> Option<&Memo> {
+        Some(&self.memo)
     }
 
     fn run(&self, cmd: &Command) -> Result<Output> {
@@ -439,10 +453,11 @@ impl Host for SshHost {
     }
 
     /// As many write runs as the session keeps `dd` channels (`dd::SESSION_STREAMS`), shared
-    /// by the files in flight. bench/ssh.sh (1 GiB, loopback, loaded 2-core box) measured one
-    /// segment at 18 s, 2 at 35 s, 6 at 46 s: fewer is faster on loopback, but a download
-    /// still needs its segments to resume per piece and to fill a link a CDN caps per
-    /// connection, so the cap is the session's, not one.
+    /// by the files in flight. Fewer segments are faster on loopback (bench/ssh.sh, loaded
+    /// 2-core box: 1 segment 20 s, 3 segments 31 s, 6 segments 41 s), but a download still
+    /// needs segments to resume per piece and to fill a link a CDN caps per connection. With
+    /// all of them open, a checkpoint's next `dd`s wait for its ending ones (see
+    /// `DdWriter::sync_later`).
     fn write_streams(&self) -> Option<usize> {
         Some(dd::SESSION_STREAMS)
     }
@@ -609,9 +624,25 @@ fn open_session(
         // a false mismatch.
         session.method_pref(ssh2::MethodType::HostKey, &prefs)?;
     }
+    prefer_fast_ciphers(&session)?;
     session.set_timeout(IO_TIMEOUT.as_millis() as u32);
     session.handshake().context("SSH handshake failed")?;
     Ok(session)
+}
+
+/// AES-GCM first, every other cipher libssh2 offers after it, in its own order. libssh2 puts
+/// chacha20-poly1305 first, in its portable C code (no SIMD), which held a model download to
+/// ~50 MiB/s on loopback; AES-GCM goes through OpenSSL, which uses the CPU's AES instructions
+/// (x86 AES-NI, ARMv8 crypto extensions: the Spark and Apple silicon). Both are AEAD ciphers
+/// OpenSSH offers by default, so no server that took the old order refuses this one.
+fn prefer_fast_ciphers(session: &Session) -> Result<()> {
+    for method in [ssh2::MethodType::CryptCs, ssh2::MethodType::CryptSc] {
+        let mut algs = session.supported_algs(method)?;
+        // Stable: the GCM ones keep their relative order (256 before 128), as do the rest.
+        algs.sort_by_key(|a| !a.contains("-gcm@"));
+        session.method_pref(method, &algs.join(","))?;
+    }
+    Ok(())
 }
 
 /// libssh2's blocking calls have no timeout of their own, and a long `docker build` may print

@@ -4,16 +4,16 @@
 //! segment) gets its own `dd` at its offset; `sync` ends them all, checks their exit status and
 //! fsyncs the file, so a checkpoint never names bytes still in a pipe or only in page cache.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use ssh2::Channel;
 
 use super::Link;
-use crate::host::{Command, RandomWrite};
+use crate::host::{Command, Durable, RandomWrite};
 
 /// Open `dd` channels per session, over all files: sshd's `MaxSessions` (default 10) counts
 /// every channel, and SFTP, a command and a liveness probe may be open beside them.
@@ -91,34 +91,6 @@ impl DdWriter {
         })
     }
 
-    /// Close its input, wait for `dd` to exit; its stderr says why when it failed.
-    fn finish(&self, mut stream: Stream) -> Result<()> {
-        // The channel is done with, whatever happens below.
-        self.link.dd_streams.fetch_sub(1, Ordering::SeqCst);
-        let _g = self.link.gate.hold();
-        let result = self.close(&mut stream.channel);
-        // Freed under the gate, like every libssh2 call (see `SftpFile`'s drop in ssh.rs).
-        drop(stream);
-        result
-    }
-
-    /// Close `dd`'s input and read how it ended; the caller holds the gate.
-    fn close(&self, ch: &mut Channel) -> Result<()> {
-        ch.send_eof()?;
-        let mut stderr = String::new();
-        ch.stderr().read_to_string(&mut stderr)?;
-        ch.wait_close()?;
-        match ch.exit_status()? {
-            0 => Ok(()),
-            code => Err(anyhow!(
-                "`dd` writing `{}` on `{}` exited with {code}: {}",
-                self.path,
-                self.link.name,
-                stderr.trim()
-            )),
-        }
-    }
-
     fn finish_all(&mut self) -> Result<()> {
         if let Some(len) = self.pending_len.take() {
             self.truncate(len)?;
@@ -126,7 +98,7 @@ impl DdWriter {
         let streams = std::mem::take(&mut self.streams);
         let mut first_err = None;
         for stream in streams {
-            if let Err(e) = self.finish(stream) {
+            if let Err(e) = finish(&self.link, &self.path, stream) {
                 first_err.get_or_insert(e);
             }
         }
@@ -141,7 +113,7 @@ impl DdWriter {
                 std::thread::sleep(Duration::from_millis(10));
             } else {
                 let oldest = self.streams.remove(0);
-                self.finish(oldest)?;
+                finish(&self.link, &self.path, oldest)?;
             }
         }
         Ok(())
@@ -149,15 +121,9 @@ impl DdWriter {
 
     fn truncate(&self, len: u64) -> Result<()> {
         let cmd = Command::new("truncate").args(["-s", &len.to_string(), &self.path]);
-        let out = self.link.exec(&cmd.shell_line(), None)?;
-        if !out.success() {
-            bail!(
-                "`truncate` on `{}` failed: {}",
-                self.path,
-                out.stderr_text().trim()
-            );
-        }
-        Ok(())
+        run_ok(&self.link, &cmd.shell_line(), || {
+            format!("`truncate` on `{}` failed", self.path)
+        })
     }
 
     fn write(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
@@ -178,6 +144,52 @@ impl DdWriter {
     }
 }
 
+/// Close `dd`'s input and wait for it to exit, the gate free meanwhile (the writer goes on
+/// with the next `dd`); its stderr says why when it failed.
+fn finish(link: &Link, path: &str, mut stream: Stream) -> Result<()> {
+    let sent = {
+        let _g = link.gate.hold();
+        stream.channel.send_eof()
+    };
+    let out = match sent {
+        Ok(()) => link.complete(stream.channel),
+        Err(e) => {
+            let _g = link.gate.hold();
+            drop(stream);
+            Err(e.into())
+        }
+    };
+    // The channel is done with, whatever happened.
+    link.dd_streams.fetch_sub(1, Ordering::SeqCst);
+    let out = out?;
+    if !out.success() {
+        bail!(
+            "`dd` writing `{path}` on `{}` exited with {}: {}",
+            link.name,
+            out.status.map_or("a signal".into(), |c| c.to_string()),
+            out.stderr_text().trim()
+        );
+    }
+    Ok(())
+}
+
+/// fsync `path` with a `dd` of its own: an fsync of any descriptor flushes the whole file, so
+/// this covers the bytes every `dd` that already exited wrote.
+fn fsync(link: &Link, path: &str) -> Result<()> {
+    run_ok(link, &fsync_line(path), || {
+        format!("cannot fsync `{path}` on `{}`", link.name)
+    })
+}
+
+/// Run `line`; when it fails, `what` and its stderr are the error.
+fn run_ok(link: &Link, line: &str, what: impl FnOnce() -> String) -> Result<()> {
+    let out = link.exec(line, None)?;
+    if !out.success() {
+        bail!("{}: {}", what(), out.stderr_text().trim());
+    }
+    Ok(())
+}
+
 impl RandomWrite for DdWriter {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
         self.write(offset, buf).map_err(std::io::Error::other)
@@ -192,19 +204,29 @@ impl RandomWrite for DdWriter {
 
     fn sync(&mut self) -> std::io::Result<()> {
         self.finish_all().map_err(std::io::Error::other)?;
-        let out = self
-            .link
-            .exec(&fsync_line(&self.path), None)
-            .map_err(std::io::Error::other)?;
-        if !out.success() {
-            return Err(std::io::Error::other(format!(
-                "cannot fsync `{}` on `{}`: {}",
-                self.path,
-                self.link.name,
-                out.stderr_text().trim()
-            )));
+        fsync(&self.link, &self.path).map_err(std::io::Error::other)
+    }
+
+    /// Later writes start new `dd`s; closing these, waiting for them to exit and the fsync run
+    /// in the returned work, beside those writes.
+    fn sync_later(&mut self) -> std::io::Result<Durable> {
+        if let Some(len) = self.pending_len.take() {
+            self.truncate(len).map_err(std::io::Error::other)?;
         }
-        Ok(())
+        let streams = std::mem::take(&mut self.streams);
+        let (link, path) = (self.link.clone(), self.path.clone());
+        Ok(Box::new(move || {
+            let mut first_err = None;
+            for stream in streams {
+                if let Err(e) = finish(&link, &path, stream) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err
+                .map_or(Ok(()), Err)
+                .and_then(|()| fsync(&link, &path))
+                .map_err(std::io::Error::other)
+        }))
     }
 }
 
