@@ -508,9 +508,9 @@ pub struct SetupArgs {
     #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
-    /// Parallel range connections per model file
-    #[arg(long, default_value_t = crate::defaults::MODEL_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=32))]
-    pub connections: u16,
+    /// Parallel range connections per model file [default: 8; 1 to an SSH host]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub connections: Option<u16>,
 
     /// Run only these phases (comma-separated)
     #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "skip")]
@@ -689,9 +689,9 @@ pub struct ModelsPullArgs {
     #[arg(long, default_value_t = crate::defaults::MODEL_JOBS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
-    /// Parallel range connections per file
-    #[arg(long, default_value_t = crate::defaults::MODEL_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=32))]
-    pub connections: u16,
+    /// Parallel range connections per file [default: 8; 1 to an SSH host]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub connections: Option<u16>,
 
     #[command(flatten)]
     pub dry: DryRunArgs,

@@ -18,7 +18,7 @@ use fake_hub::{bytes_of, sha256_hex};
 use formats::PartRecord;
 use lifeos_spark::host::LocalHost;
 use lifeos_spark::models::copy::ModelSource;
-use lifeos_spark::models::fetch::{FetchOptions, RetryPolicy};
+use lifeos_spark::models::fetch::{Connections, FetchOptions, RetryPolicy};
 use lifeos_spark::models::hub::Hub;
 use lifeos_spark::models::manifest::Manifest;
 use lifeos_spark::models::ops::{self, PullOptions, Target};
@@ -93,7 +93,7 @@ impl Setup {
             only: vec![],
             jobs: 2,
             fetch: FetchOptions {
-                connections: 4,
+                connections: Connections::Exactly(4),
                 piece_bytes: PIECE,
                 retry: RetryPolicy {
                     attempts: 1,

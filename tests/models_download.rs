@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fake_hub::{bytes_of, sha256_hex, FakeHub, Fault};
 use lifeos_spark::host::{Command, FileStat, Host, LocalHost, Output, RandomWrite};
-use lifeos_spark::models::fetch::{FetchOptions, RetryPolicy};
+use lifeos_spark::models::fetch::{Connections, FetchOptions, RetryPolicy};
 use lifeos_spark::models::hub::Hub;
 use lifeos_spark::models::manifest::Manifest;
 use lifeos_spark::models::ops::{self, PullOptions, Target};
@@ -58,7 +58,7 @@ fn options(hub: &str, token: Option<&str>, connections: usize) -> PullOptions {
         only: vec![],
         jobs: 2,
         fetch: FetchOptions {
-            connections,
+            connections: Connections::Exactly(connections),
             piece_bytes: PIECE,
             retry: RetryPolicy {
                 attempts: 4,

@@ -118,6 +118,8 @@ fn pull_over_ssh_lands_on_the_target_and_verifies_there() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(json(&out)["host"], "spark");
     assert_eq!(std::fs::read(r.dest()).unwrap(), data);
+    // Over SSH one segment by default (README "SSH"): the hub never sent two bodies at once.
+    assert_eq!(r.hub.max_in_flight(), 1, "{:?}", r.hub.gets());
     assert!(!Path::new(&format!("{}.part", r.dest().display())).exists());
 
     let out = r.run(&["list", "--json"]);

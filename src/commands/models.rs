@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::{ModelSetArgs, ModelsArgs, ModelsCommand};
 use crate::defaults;
 use crate::host::Host;
-use crate::models::fetch::{FetchOptions, RetryPolicy};
+use crate::models::fetch::{Connections, FetchOptions, RetryPolicy};
 use crate::models::hub::Hub;
 use crate::models::manifest::Manifest;
 use crate::models::ops::{self, PullOptions, Target};
@@ -22,7 +22,7 @@ pub fn run(ctx: &Context, args: ModelsArgs) -> Result<ExitCode> {
                 only: a.set.only,
                 jobs: a.jobs.into(),
                 fetch: FetchOptions {
-                    connections: a.connections.into(),
+                    connections: Connections::given(a.connections),
                     piece_bytes: defaults::MODEL_PIECE_BYTES,
                     retry: RetryPolicy::default(),
                 },

@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::{GpuChoice, SetupArgs, VerifyArgs};
 use crate::defaults;
 use crate::host::Host;
-use crate::models::fetch::{FetchOptions, RetryPolicy};
+use crate::models::fetch::{Connections, FetchOptions, RetryPolicy};
 use crate::setup::{self, Phase, SetupOptions, PHASES};
 
 pub fn run(ctx: &Context, args: SetupArgs) -> Result<ExitCode> {
@@ -24,7 +24,7 @@ pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<ExitCode> {
         service: args.service,
         checks: args.checks,
         jobs: defaults::MODEL_JOBS,
-        connections: defaults::MODEL_CONNECTIONS,
+        connections: None,
         only: vec![Phase::Verify],
         skip: Vec::new(),
         no_generate: !args.generate,
@@ -68,7 +68,7 @@ pub(super) fn options(ctx: &Context, args: SetupArgs) -> SetupOptions {
         nodes: args.checks.nodes,
         jobs: args.jobs.into(),
         fetch: FetchOptions {
-            connections: args.connections.into(),
+            connections: Connections::given(args.connections),
             piece_bytes: defaults::MODEL_PIECE_BYTES,
             retry: RetryPolicy::default(),
         },

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::copy::ModelSource;
-use super::fetch::{self, blocking, FetchOptions, Fetched, Interrupted, Request};
+use super::fetch::{self, blocking, Connections, FetchOptions, Fetched, Interrupted, Request};
 use super::http::Transport;
 use super::hub::Hub;
 use super::manifest::{Manifest, ModelFile};
@@ -299,10 +299,13 @@ async fn execute(
     // A host that keeps few write runs open at once (SSH: one channel each) gets fewer
     // segments per file, rather than runs that push each other out.
     let fetch_opts = FetchOptions {
-        connections: match target.host.write_streams() {
-            Some(streams) => opts.fetch.connections.min((streams / jobs).max(1)),
-            None => opts.fetch.connections,
-        },
+        connections: Connections::Exactly(
+            match (opts.fetch.connections, target.host.write_streams()) {
+                (Connections::Auto, Some(_)) => 1,
+                (asked, Some(streams)) => asked.count().min((streams / jobs).max(1)),
+                (asked, None) => asked.count(),
+            },
+        ),
         ..opts.fetch
     };
     let total = files
