@@ -123,7 +123,8 @@ fn gpu_smoke_runs_the_image_with_all_gpus_and_reports_dockers_reason() {
         .iter()
         .find(|c| c["name"] == "gpu_smoke")
         .unwrap_or_else(|| panic!("no gpu_smoke check: {doc}"));
-    assert_eq!(check["status"], "fail", "{check}");
+    assert_eq!(check["status"], "failed", "{check}");
+    assert_eq!(check["level"], "fail", "{check}");
     let detail = check["detail"].as_str().unwrap();
     assert!(
         detail.contains("run --rm --runtime=nvidia --gpus all")
