@@ -58,7 +58,9 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
         project: spark_project,
     };
 
-    let ckpt = bytes_of(160 * MIB, 7);
+    // Large enough that the first record (a checkpoint a second) leaves most of it to copy,
+    // and the resumed run records again before it ends, at loopback speeds of ~200 MB/s.
+    let ckpt = bytes_of(384 * MIB, 7);
     let dest = "models/checkpoints/big.safetensors";
     let hub = FakeHub::start();
     hub.put("/big.safetensors", ckpt.clone(), "\"big\"");
@@ -162,7 +164,7 @@ fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     // The download's progress, for a copy: its line names the source and the resume point.
     assert!(
-        stderr(&out).contains("copying `big` from rtx (168 MB, resuming at"),
+        stderr(&out).contains("copying `big` from rtx (403 MB, resuming at"),
         "no progress line for the copy: {}",
         stderr(&out)
     );
