@@ -42,17 +42,20 @@ fn env_changed(env: &Path) -> bool {
 
 #[test]
 fn bare_metal_source_copy_killed_mid_file_resumes_from_its_record() {
-    let Some(docker) = docker_host(true) else {
+    let Some(MigratePair {
+        docker,
+        dir,
+        client,
+        rtx,
+        spark,
+        spark_pb,
+        spark_port,
+        spark_project,
+        ..
+    }) = migrate_pair()
+    else {
         return;
     };
-    let image = test_image(&docker);
-    let dir = tempfile::tempdir().unwrap();
-    let client = ClientHome::new();
-    let Some((rtx, spark)) = rtx_and_spark(&client, &docker) else {
-        return;
-    };
-    let (spark_pb, spark_port, spark_project) =
-        test_playbook_named(dir.path(), &image, "spark.yaml");
     let _guard = ProjectGuard {
         docker_host: docker.clone(),
         project: spark_project,

@@ -48,17 +48,20 @@ fn archived(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn conflicts_stop_after_the_backup_keeping_the_env_then_overwrite_and_models_from_internet() {
-    let Some(docker) = docker_host(true) else {
+    let Some(MigratePair {
+        docker,
+        dir,
+        client,
+        rtx,
+        spark,
+        spark_pb,
+        spark_port,
+        spark_project,
+        ..
+    }) = migrate_pair()
+    else {
         return;
     };
-    let image = test_image(&docker);
-    let dir = tempfile::tempdir().unwrap();
-    let client = ClientHome::new();
-    let Some((rtx, spark)) = rtx_and_spark(&client, &docker) else {
-        return;
-    };
-    let (spark_pb, spark_port, spark_project) =
-        test_playbook_named(dir.path(), &image, "spark.yaml");
     let _guard = ProjectGuard {
         docker_host: docker.clone(),
         project: spark_project.clone(),

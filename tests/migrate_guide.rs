@@ -150,17 +150,20 @@ fn guide_compose(image: &str, port: u16) -> String {
 
 #[test]
 fn guide_built_rtx_pc_migrates_everything_and_a_rerun_changes_nothing() {
-    let Some(docker) = docker_host(true) else {
+    let Some(MigratePair {
+        docker,
+        image,
+        dir,
+        client,
+        rtx,
+        spark,
+        spark_pb,
+        spark_port,
+        spark_project,
+    }) = migrate_pair()
+    else {
         return;
     };
-    let image = test_image(&docker);
-    let dir = tempfile::tempdir().unwrap();
-    let client = ClientHome::new();
-    let Some((rtx, spark)) = rtx_and_spark(&client, &docker) else {
-        return;
-    };
-    let (spark_pb, spark_port, spark_project) =
-        test_playbook_named(dir.path(), &image, "spark.yaml");
 
     let hub = FakeHub::start();
     let models = vec![

@@ -647,6 +647,41 @@ pub fn rtx_and_spark(client: &ClientHome, docker: &str) -> Option<(SshServer, Ss
     Some((rtx, spark))
 }
 
+/// The start of a migrate test: the private daemon with the test image, `rtx` and `spark`
+/// (`rtx_and_spark`), and a test playbook for the spark in `dir`.
+pub struct MigratePair {
+    pub docker: String,
+    pub image: String,
+    pub dir: tempfile::TempDir,
+    pub client: ClientHome,
+    pub rtx: SshServer,
+    pub spark: SshServer,
+    pub spark_pb: PathBuf,
+    pub spark_port: u16,
+    pub spark_project: String,
+}
+
+pub fn migrate_pair() -> Option<MigratePair> {
+    let docker = docker_host(true)?;
+    let image = test_image(&docker);
+    let dir = tempfile::tempdir().unwrap();
+    let client = ClientHome::new();
+    let (rtx, spark) = rtx_and_spark(&client, &docker)?;
+    let (spark_pb, spark_port, spark_project) =
+        test_playbook_named(dir.path(), &image, "spark.yaml");
+    Some(MigratePair {
+        docker,
+        image,
+        dir,
+        client,
+        rtx,
+        spark,
+        spark_pb,
+        spark_port,
+        spark_project,
+    })
+}
+
 /// The mock ComfyUI (`tests/support/mock_comfyui.rs`) as a process on this machine, on
 /// 127.0.0.1:`port`, with `env` (`MOCK_QUEUE_RUNNING`, `MOCK_QUEUE_PENDING`, `MOCK_DEVICE`);
 /// killed on drop. Built once per test binary.
