@@ -714,11 +714,6 @@ pub struct ModelsVerifyArgs {
 }
 
 impl Cli {
-    /// The command line of this process; a usage error ends it with clap's message and exit 2.
-    pub fn parse_args() -> Cli {
-        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
-    }
-
     /// Parse with the help `crate::help::command` shapes, then what clap cannot say: `--host`
     /// where another option names the machines, and the command's own options in `GlobalArgs`.
     pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
