@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// The options every command takes (`lifeos-spark --help` lists them once), and, filled after
-/// parsing from the command's own options (`Cli::parse_args`), the ones only some commands take:
+/// parsing from the command's own options (`Cli::try_parse_args`), the ones only some commands take:
 /// the rest of the code reads them all here.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
