@@ -16,6 +16,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::copy::ModelSource;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
 use super::fetch::{self, blocking, Connections, FetchOptions, Fetched, Interrupted, Request};
 use super::http::Transport;
 use super::hub::Hub;
@@ -317,8 +319,13 @@ async fn execute(
     let progress = Progress::new(printer, total);
     let (cancel_tx, cancel) = watch::channel(false);
     // The first Ctrl-C is this pull's: the pieces in flight are recorded before the run ends.
+    // Its listeners exist before the pull claims the signal, so none falls between the two.
+    let listeners = (
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+    );
     let handled = crate::interrupt::handled_here();
-    let signals = tokio::spawn(watch_signals(cancel_tx));
+    let signals = tokio::spawn(watch_signals(listeners, cancel_tx));
     let fetches = futures_util::stream::iter(
         plans
             .iter()
@@ -408,13 +415,9 @@ fn record_failure(entry: &mut PullEntry, err: anyhow::Error, interrupted: &mut b
     entry.failure = Some(err);
 }
 
-async fn watch_signals(cancel: watch::Sender<bool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return;
-    };
+async fn watch_signals((mut int, mut term): (Signal, Signal), cancel: watch::Sender<bool>) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     let _ = cancel.send(true);
