@@ -215,14 +215,7 @@ impl SshServer {
         );
         std::fs::write(dir.path().join("sshd_config"), config).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-f")
-            .arg(dir.path().join("sshd_config"))
-            .arg("-E")
-            .arg(dir.path().join("sshd.log"))
-            .spawn()
-            .unwrap();
+        let child = spawn_sshd(dir.path());
         let server = SshServer {
             dir,
             port,
@@ -268,21 +261,45 @@ impl SshServer {
 
     /// Replace the host key (as a reinstall would) and restart on the same port.
     pub fn change_host_key(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         std::fs::remove_file(&self.host_key).unwrap();
         std::fs::remove_file(self.host_key.with_extension("pub")).unwrap();
         keygen(&self.host_key);
-        self.child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-f")
-            .arg(self.dir.path().join("sshd_config"))
-            .arg("-E")
-            .arg(self.dir.path().join("sshd.log"))
-            .spawn()
-            .unwrap();
+        self.restart();
+    }
+
+    /// Add `lines` to sshd_config and restart on the same port. sshd keeps the first value of a
+    /// keyword, so a keyword the config already has cannot be changed this way.
+    pub fn reconfigure(&mut self, lines: &str) {
+        self.stop();
+        let config = self.dir.path().join("sshd_config");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(lines);
+        std::fs::write(&config, text).unwrap();
+        self.restart();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.child = spawn_sshd(self.dir.path());
         self.wait_listening();
     }
+}
+
+/// sshd in the foreground, with the config and log in `dir`.
+fn spawn_sshd(dir: &Path) -> Child {
+    Command::new(SSHD)
+        .arg("-D")
+        .arg("-f")
+        .arg(dir.join("sshd_config"))
+        .arg("-E")
+        .arg(dir.join("sshd.log"))
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for SshServer {
