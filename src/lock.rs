@@ -138,14 +138,18 @@ fn holder(host: &dyn Host, root: &Path) -> String {
         })
 }
 
-/// This machine's name, for the holder record.
+/// This machine's name, for the holder record: gethostname(3), which a Mac has too (it has no
+/// /proc, and zsh does not export `HOSTNAME`).
 fn this_machine() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "this machine".to_string())
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "this machine".to_string()
+    } else {
+        name
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +159,16 @@ mod tests {
 
     fn quiet() -> Printer {
         Printer::plain(crate::ui::Verbosity::Quiet)
+    }
+
+    #[test]
+    fn the_holder_record_names_this_machine_as_uname_does() {
+        let out = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .unwrap();
+        let uname = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(this_machine(), uname.trim());
     }
 
     #[test]
