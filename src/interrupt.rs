@@ -25,8 +25,18 @@ pub fn on_interrupt(f: impl Fn() + Send + Sync + 'static) {
     let _ = LAST_WORDS.set(Box::new(f));
 }
 
+/// Signals a holder of `handled_here()` acted on. The watcher may look at `HANDLERS` only
+/// after the holder has acted on the signal and let go (a busy machine schedules the watcher
+/// late): this count tells it that signal was taken.
+static TAKEN: AtomicUsize = AtomicUsize::new(0);
+
 /// While held, the first signal is the holder's to act on.
 pub struct HandledHere(());
+
+/// Say that a holder of `handled_here()` is acting on a signal; call it before letting go.
+pub fn took_the_signal() {
+    TAKEN.fetch_add(1, Ordering::SeqCst);
+}
 
 pub fn handled_here() -> HandledHere {
     HANDLERS.fetch_add(1, Ordering::SeqCst);
@@ -60,7 +70,9 @@ pub fn watch() -> Result<()> {
                     _ = term.recv() => {}
                 }
                 seen += 1;
-                if seen > 1 || HANDLERS.load(Ordering::SeqCst) == 0 {
+                let held = HANDLERS.load(Ordering::SeqCst) > 0;
+                let taken = TAKEN.load(Ordering::SeqCst) > 0;
+                if seen > 1 || !(held || taken) {
                     // Past any progress bar's line.
                     eprintln!("\nerror: interrupted");
                     if let Some(last_words) = LAST_WORDS.get() {

@@ -420,6 +420,7 @@ async fn watch_signals((mut int, mut term): (Signal, Signal), cancel: watch::Sen
         _ = int.recv() => {}
         _ = term.recv() => {}
     }
+    crate::interrupt::took_the_signal();
     let _ = cancel.send(true);
 }
 
