@@ -304,8 +304,7 @@ fn spawn_sshd(dir: &Path) -> Child {
 
 impl Drop for SshServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
